@@ -1,0 +1,27 @@
+"""Architectures: the ResNet family of the report, SE blocks, presets, parameter counting."""
+
+from models.registry import (
+    PARAM_BUDGET,
+    PRESETS,
+    UnknownPreset,
+    build_model,
+    model_config,
+    param_count,
+    preset_names,
+)
+from models.resnet import BasicBlock, ResNet, ResNetConfig, SEBlock, count_parameters
+
+__all__ = [
+    "PARAM_BUDGET",
+    "PRESETS",
+    "BasicBlock",
+    "ResNet",
+    "ResNetConfig",
+    "SEBlock",
+    "UnknownPreset",
+    "build_model",
+    "count_parameters",
+    "model_config",
+    "param_count",
+    "preset_names",
+]
