@@ -8,8 +8,8 @@ fields of `ResNetConfig` replaced.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

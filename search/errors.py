@@ -1,0 +1,20 @@
+"""User-facing errors: one line, a non-zero exit, no traceback (unless --debug).
+
+Each package raises its own ValueError subclass with a one-line message; the
+CLI maps all of them (and click's usage errors) to exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input discovered by the search layer (study files, stores, options)."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    from data import DataError
+    from models import UnknownPreset
+    from search.checkpoint import CheckpointError
+    from search.config import ConfigError
+
+    return (UserError, ConfigError, DataError, UnknownPreset, CheckpointError)

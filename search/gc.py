@@ -1,0 +1,60 @@
+"""`hpsearch gc`: free the disk held by checkpoints of trials nobody will promote.
+
+Keeps the best checkpoints of the top K completed trials and of every promoted
+trial; deletes the `checkpoints/` artifacts of the other trials' MLflow runs
+(through MLflow's artifact repository, so local and server stores alike) and
+any leftover epoch checkpoints of finished trials.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from optuna.trial import TrialState
+
+from search.errors import UserError
+from search.objective import trial_checkpoint_dir
+from search.study import TRACKING_URI, load_existing_study
+from search.tracking import Tracker
+
+
+def _size(tracker: Tracker, run_id: str, path: str) -> int:
+    total = 0
+    for info in tracker.client.list_artifacts(run_id, path):
+        total += _size(tracker, run_id, info.path) if info.is_dir else (info.file_size or 0)
+    return total
+
+
+def collect_garbage(study_name: str, keep: int, storage: str | None, tracking_uri: str | None) -> dict:
+    if keep < 0:
+        raise UserError(f"--keep {keep}: must be >= 0")
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    study = load_existing_study(study_name, storage)
+    tracker = Tracker(tracking_uri or study.user_attrs.get(TRACKING_URI))
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    complete.sort(key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
+    kept = {t.number for t in complete[:keep]} | {t.number for t in trials if t.user_attrs.get("promoted")}
+    freed, deleted = 0, []
+    for t in trials:
+        if t.number in kept or not t.state.is_finished():
+            continue
+        leftover = trial_checkpoint_dir(study_name, t.user_attrs.get("origin", t.number))
+        if leftover.exists():
+            freed += sum(p.stat().st_size for p in leftover.rglob("*") if p.is_file())
+            shutil.rmtree(leftover, ignore_errors=True)
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if not run_id:
+            continue
+        size = _size(tracker, run_id, "checkpoints")
+        if size == 0:
+            continue
+        run = tracker.client.get_run(run_id)
+        if run.data.tags.get("hpsearch.promoted") == "true":
+            continue  # promoted through another study view: never deleted
+        get_artifact_repository(run.info.artifact_uri).delete_artifacts("checkpoints")
+        tracker.set_tags(run_id, {"hpsearch.checkpoint_deleted": "true"})
+        freed += size
+        deleted.append(t.number)
+    return {"kept": sorted(kept), "deleted": deleted, "freed_bytes": freed}

@@ -1,0 +1,102 @@
+"""Tables the CLI prints: presets, study files, trials."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from models import PARAM_BUDGET, PRESETS, model_config, param_count
+
+
+def model_rows() -> list[dict]:
+    rows = []
+    for name, preset in PRESETS.items():
+        n = param_count(model_config(name))
+        n_se = param_count(model_config(name, se=True))
+        rows.append({
+            "name": name,
+            "params": n,
+            "fits": n < PARAM_BUDGET,
+            "params_se": n_se,
+            "fits_se": n_se < PARAM_BUDGET,
+            "description": preset.description,
+        })
+    return rows
+
+
+def print_table(title: str, columns: list[str], rows: list[list], stream=None) -> None:
+    table = Table(title=title, show_lines=False)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*[Text(str(v)) for v in r])  # Text: no rich markup in values like [80, 120]
+    Console(file=stream or sys.stdout, width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+def study_rows(studies_dir) -> list[list]:
+    from search.spec import load_spec
+
+    rows = []
+    for path in sorted(studies_dir.glob("*.toml")):
+        spec = load_spec(path)
+        t = spec.train
+        model = t.get("model") or (spec.space["model"].describe() if "model" in spec.space else "resnet-seed")
+        rows.append([spec.name, spec.sampler, spec.pruner, spec.size_text(), f"{spec.budget:,}",
+                     t.get("dataset", "synthetic"), model, spec.nominal_epochs, spec.description])
+    return rows
+
+
+def trial_rows(study) -> list[dict]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        rows.append({
+            "number": t.number,
+            "state": "DUPLICATE" if t.user_attrs.get("duplicate") else t.state.name,
+            "value": t.value,
+            "params": t.params,
+            "param_count": t.user_attrs.get("param_count"),
+            "best_val_acc": t.user_attrs.get("best_val_acc"),
+            "epochs": t.user_attrs.get("epochs_run", len(t.intermediate_values)),
+            "seconds": seconds,
+            "reason": t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason"),
+            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+        })
+    return rows
+
+
+def print_status(study_name: str, storage: str | None, as_json: bool = False) -> None:
+    import json
+
+    from search.study import load_existing_study
+
+    study = load_existing_study(study_name, storage)
+    rows = trial_rows(study)
+    try:
+        best = study.best_trial
+    except ValueError:
+        best = None
+    if as_json:
+        print(json.dumps({"study": study_name, "trials": rows,
+                          "best": best.number if best else None}, indent=2, default=str))
+        return
+
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    print_table(
+        f"Study {study_name}: {len(rows)} trials",
+        ["#", "state", "params", "param count", "best val acc", "epochs", "time (s)", "note"],
+        [[r["number"], r["state"], ", ".join(f"{k}={v}" for k, v in r["params"].items()),
+          fmt(r["param_count"], ","), fmt(r["best_val_acc"], ".4f"), r["epochs"], fmt(r["seconds"], ".1f"),
+          (r["reason"] or "")[:60]] for r in rows],
+    )
+    if best is not None:
+        print(f"best trial {best.number}: {study.directions[0].name.lower()} value {best.value:.4f}, "
+              f"{best.user_attrs.get('param_count', 0):,} parameters, params {best.params}, "
+              f"MLflow run {best.user_attrs.get('mlflow_run_id')}")
+    else:
+        print("no completed trial yet")

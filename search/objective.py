@@ -1,0 +1,222 @@
+"""The Optuna objective: a trial in, a `TrainConfig` trained, both stores filled.
+
+Thin glue (the optuna-examples pattern): suggest -> config -> budget check ->
+`train(config, data, callbacks)`; the callbacks report to Optuna (and prune),
+log each epoch to MLflow and write the epoch checkpoint a retry resumes from.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import traceback
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from data import DataBundle
+from models import param_count
+from search.checkpoint import atomic_save
+from search.config import ConfigError, TrainConfig
+from search.manifest import trial_seed
+from search.spec import suggest
+from search.study import OpenStudy
+from search.tracking import EpochLogger, log_config, log_outputs
+from search.train import StopTraining, TrainState, train
+
+DEFAULT_CHECKPOINT_DIR = Path("mlruns/checkpoints")
+
+
+def checkpoint_root() -> Path:
+    return Path(os.environ.get("HPSEARCH_CHECKPOINT_DIR", DEFAULT_CHECKPOINT_DIR))
+
+
+def trial_checkpoint_dir(study_name: str, origin: int) -> Path:
+    return checkpoint_root() / study_name / f"trial-{origin:05d}"
+
+
+class TrialFailed(Exception):
+    """The trial failed for a reason already recorded in both stores."""
+
+
+class GridDuplicate(Exception):
+    """GridSampler handed out a cell that is already done or in flight."""
+
+
+class OptunaReporter:
+    """Reports the study metric every epoch and prunes when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial, self.metric = trial, metric
+
+    def on_epoch_end(self, record, state: TrainState) -> None:
+        value = getattr(record, self.metric)
+        self.trial.report(value, record.epoch)
+        if self.trial.should_prune():
+            raise StopTraining(f"pruned at epoch {record.epoch} ({self.metric} {value:.4f})")
+
+
+class EpochCheckpoint:
+    """Writes `last.pt` every epoch (atomically) so a retry resumes from it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_epoch_end(self, record, state: TrainState) -> None:
+        atomic_save(state.checkpoint(), self.path)
+
+
+class Objective:
+    def __init__(self, opened: OpenStudy, data: DataBundle, device: str | None = None,
+                 progress=None, cells: int | None = None):
+        self.o = opened
+        self.data = data
+        self.device = device
+        self.progress = progress
+        self.cells = cells
+
+    # -- helpers --------------------------------------------------------------
+    def _check_grid(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
+        """GridSampler alone re-runs cells near the end of a grid and across
+        workers (LIBRARY-NOTES). A fresh trial runs only on a cell no other trial
+        has touched; a heartbeat retry runs unless its cell was completed, pruned
+        or is running under another trial. Duplicates fail at once, untrained."""
+        if self.cells is None:
+            return
+        frozen = trial.study.get_trials(deepcopy=False)[trial.number]
+        retry = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen) is not None
+        origin = trial.user_attrs.get("origin")
+        blocking = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        for t in trial.study.get_trials(deepcopy=False):
+            if t.number == trial.number or t.params != params or t.user_attrs.get("duplicate"):
+                continue
+            if retry and (t.user_attrs.get("origin") == origin or t.state not in blocking):
+                continue
+            trial.set_user_attr("duplicate", True)
+            raise GridDuplicate(f"grid cell already taken by trial {t.number}")
+
+    # -- the objective --------------------------------------------------------
+    def __call__(self, trial: optuna.Trial) -> float:
+        o, spec = self.o, self.o.resolved.spec
+        params = suggest(trial, spec)
+        self._check_grid(trial, params)
+        origin = trial.user_attrs.get("origin", trial.number)
+        trial.set_user_attr("origin", origin)
+        seed = trial_seed(spec.seed, origin)
+        values, nominal = o.resolved.config_values(params)
+        values["seed"] = seed
+        if self.device:
+            values["device"] = self.device
+        try:
+            config = TrainConfig.from_dict(values)
+        except ConfigError as e:
+            self._fail_before_run(trial, f"invalid configuration: {e}")
+        count = param_count(config.model_config())
+        trial.set_user_attr("param_count", count)
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("config", config.to_dict())
+
+        tracker = o.tracker
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        resumed = run_id is not None
+        if resumed:
+            tracker.reopen(run_id)
+        else:
+            run_id = tracker.create_run(
+                o.experiment_id, f"trial-{trial.number:04d}",
+                {"optuna.study": o.name, "optuna.trial_number": trial.number, "hpsearch.role": "trial"},
+                parent_id=o.parent_run_id,
+            )
+            trial.set_user_attr("mlflow_run_id", run_id)
+            log_config(tracker, run_id, config, {
+                **{f"{k}_nominal": v for k, v in nominal.items()},
+                **{f"optuna.{k}": v for k, v in params.items()},
+            })
+        tracker.set_tags(run_id, {"optuna.trial_number": trial.number, "hpsearch.origin_trial": origin})
+
+        if count > spec.budget:
+            reason = f"over budget: {count:,} parameters > {spec.budget:,}"
+            trial.set_user_attr("prune_reason", reason)
+            tracker.finish(run_id, "PRUNED", reason, **{"hpsearch.over_budget": "true"})
+            self._say(trial, f"pruned before training: {reason}")
+            raise optuna.TrialPruned(reason)
+
+        ckpt_dir = trial_checkpoint_dir(o.name, origin)
+        last = ckpt_dir / "last.pt"
+        resume = self._load_resume(last)
+        if resume is not None:
+            trial.set_user_attr("resumed_from_epoch", resume["epoch"])
+            self._backfill(run_id, resume)
+            self._say(trial, f"resuming from epoch {resume['epoch']} checkpoint")
+        callbacks = [EpochCheckpoint(last), EpochLogger(tracker, run_id), OptunaReporter(trial, spec.metric)]
+        if self.progress is not None:
+            callbacks.append(self.progress.epoch_callback(trial.number, config.epochs))
+        try:
+            result = train(config, self.data, callbacks, resume=resume)
+        except (KeyboardInterrupt, SystemExit):
+            # Recorded as interrupted in both stores and queued again with the
+            # same parameters (Optuna's retry callback, as for a dead worker),
+            # so the next `hpsearch run` resumes it from its epoch checkpoint.
+            tracker.finish(run_id, "INTERRUPTED", "interrupted by signal")
+            frozen = trial.study.get_trials(deepcopy=False)[trial.number]
+            RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(trial.study, frozen)
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        except Exception as e:
+            reason = f"{type(e).__name__}: {e}".splitlines()[0]
+            trial.set_user_attr("fail_reason", reason)
+            tracker.set_tags(run_id, {"hpsearch.traceback": traceback.format_exc()[-4000:]})
+            tracker.finish(run_id, "FAIL", reason)
+            raise TrialFailed(reason) from e
+
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("best_val_acc", result.best_val_acc)
+        log_outputs(tracker, run_id, config, result, self.data.summary(), f"{o.name} trial {trial.number}",
+                    extra_config={"nominal": nominal, "params": params},
+                    extra_manifest={"trial_number": trial.number, "origin_trial": origin, "study": o.name})
+        if result.status == "diverged":
+            trial.set_user_attr("fail_reason", result.reason)
+            tracker.finish(run_id, "FAIL", result.reason)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            raise TrialFailed(result.reason)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if result.status == "stopped":
+            trial.set_user_attr("prune_reason", result.reason)
+            tracker.finish(run_id, "PRUNED", result.reason, **{"hpsearch.pruned_epoch": result.epochs_run})
+            raise optuna.TrialPruned(result.reason)
+        tracker.finish(run_id, "COMPLETE")
+        if spec.metric == "val_loss":
+            return min(r.val_loss for r in result.history)
+        return result.best_val_acc
+
+    def _fail_before_run(self, trial, reason: str):
+        trial.set_user_attr("fail_reason", reason)
+        raise TrialFailed(reason)
+
+    def _load_resume(self, path: Path) -> dict | None:
+        if not path.exists():
+            return None
+        import torch
+
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a torn or foreign file: start over rather than fail the trial
+            return None
+
+    def _backfill(self, run_id: str, resume: dict) -> None:
+        """Log checkpointed epochs that MLflow lacks (a kill between checkpoint
+        and log), so every epoch appears exactly once."""
+        from search.train import EpochRecord
+
+        have = {m.step for m in self.o.tracker.client.get_metric_history(run_id, "val_acc")}
+        for r in resume["history"]:
+            if r["epoch"] not in have:
+                self.o.tracker.log_epoch(run_id, EpochRecord(**r))
+
+    def _say(self, trial, message: str) -> None:
+        if self.progress is not None:
+            self.progress.note(f"trial {trial.number}: {message}")

@@ -1,0 +1,216 @@
+"""`hpsearch run`: validate everything, open both stores, run what is left.
+
+Order matters for "nothing half-written on bad input": the study file, the
+options and the data are checked first, then the tracking store and the Optuna
+storage are probed, and only then is anything created in either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from data import load_dataset
+from search.config import parse_assignments
+from search.errors import UserError
+from search.objective import Objective
+from search.progress import Reporter, StudyProgress
+from search.spec import StudySpec, find_study_file, load_spec
+from search.storage import resolve_storage_url
+from search.study import OpenStudy, open_study
+from search.tracking import Tracker
+
+STUDIES_DIR = Path("studies")
+
+
+@dataclass
+class RunOptions:
+    study: str
+    n_trials: int | None = None
+    epochs: int | None = None
+    storage: str | None = None
+    tracking_uri: str | None = None
+    data_dir: str | None = None
+    dataset: str | None = None
+    device: str | None = None
+    seed: int | None = None
+    study_name: str | None = None
+    sets: tuple[str, ...] = ()
+    quiet: bool = False
+    studies_dir: Path = STUDIES_DIR
+
+
+def prepare(opts: RunOptions):
+    """Everything that can be checked without touching a store."""
+    spec = load_spec(find_study_file(opts.study, opts.studies_dir))
+    if opts.seed is not None:
+        spec = dataclasses.replace(spec, seed=opts.seed)
+    if opts.n_trials is not None and opts.n_trials < 1:
+        raise UserError(f"--n-trials {opts.n_trials}: must be >= 1")
+    overrides = parse_assignments(opts.sets)
+    if opts.dataset:
+        overrides["dataset"] = opts.dataset
+    return spec, spec.resolve(overrides, opts.epochs)
+
+
+def work_left(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
+    """(trials this study still needs started, trials running elsewhere).
+
+    A logical trial is identified by its origin (a heartbeat retry carries its
+    original trial's number); grid duplicates do not count."""
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("duplicate")]
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    if spec.sampler == "grid":
+        touched = {tuple(sorted(t.params.items())) for t in trials if t.params}
+        fresh = spec.grid_size() - len(touched)
+    else:
+        origins = {t.user_attrs.get("origin", t.number) for t in trials}
+        fresh = spec.n_trials - len(origins)
+    return max(0, fresh) + waiting, running
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("duplicate"):
+            continue
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def load_data(resolved, data_dir):
+    fixed = resolved.fixed
+    return load_dataset(
+        fixed.get("dataset", "synthetic"), data_dir=data_dir,
+        val_size=fixed.get("val_size", 5000), split_seed=fixed.get("split_seed", 0),
+        synthetic_size=fixed.get("synthetic_size", 20000),
+    )
+
+
+def prepare_stores(opts: RunOptions):
+    """Validate the study file, the options and the data, then open (or
+    create) the study in both stores: (opened study, spec, data)."""
+    spec, resolved = prepare(opts)
+    data = load_data(resolved, opts.data_dir)
+    probe_storage(opts.storage)
+    tracker = Tracker(opts.tracking_uri)
+    opened = open_study(resolved, opts.study_name or spec.name, opts.storage, tracker)
+    return opened, spec, data
+
+
+def run_study(opts: RunOptions) -> OpenStudy:
+    opened, spec, data = prepare_stores(opts)
+    study, name = opened.study, opened.name
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print one line per trial ourselves
+    optuna.storages.fail_stale_trials(study)
+
+    reporter = Reporter(quiet=opts.quiet)
+    left, running = work_left(study, spec)
+    if left == 0:
+        c = counts(study)
+        what = "grid complete" if spec.sampler == "grid" else "study complete"
+        detail = ", ".join(f"{v} {k.lower()}" for k, v in sorted(c.items()))
+        if running:
+            reporter.always(f"{name}: nothing left to start; {running} trial(s) still running elsewhere ({detail})")
+        else:
+            reporter.always(f"{name}: {what}: {spec.size_text()} done ({detail}); nothing to run")
+            _close_parent(opened)
+        return opened
+
+    planned = left if opts.n_trials is None else min(left, opts.n_trials)
+    reporter.info(
+        f"study {name}: {spec.sampler} sampler, {spec.pruner} pruner, {spec.size_text()}; "
+        f"{left} left, running {planned} here; storage {resolve_storage_url(opts.storage)}, "
+        f"tracking {opened.tracker.uri}"
+    )
+    progress = StudyProgress(reporter, name, planned, spec.direction)
+    try:
+        progress.set_best(*_best(study))
+    except ValueError:
+        pass  # no completed trial yet: nothing to show as best
+    objective = Objective(opened, data, device=opts.device, progress=progress, cells=spec.grid_size())
+    ran = 0
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        while ran < planned:
+            if work_left(study, spec)[0] == 0:
+                break
+            study.optimize(objective, n_trials=1, catch=(Exception,))
+            ran += 1
+            last = study.get_trials(deepcopy=False)[-1]
+            _report_trial(progress, last)
+            if last.user_attrs.get("duplicate"):
+                ran -= 1  # not a trial of ours: GridSampler handed out a taken cell
+                if work_left(study, spec)[0] == 0:
+                    break
+    except KeyboardInterrupt:
+        progress.close()
+        if work_left(study, spec)[1] == 0:
+            opened.tracker.client.set_terminated(opened.parent_run_id, "KILLED")
+        reporter.always(f"{name}: interrupted; the trial in flight is queued again: rerun the same command to continue")
+        raise
+    finally:
+        progress.close()
+        signal.signal(signal.SIGTERM, previous)
+    left, running = work_left(study, spec)
+    c = counts(study)
+    reporter.always(
+        f"{name}: ran {ran} trial(s) here; " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(c.items()))
+        + (f"; {left} left" if left else "; nothing left") + _best_line(study)
+    )
+    if left == 0 and running == 0:
+        _close_parent(opened)
+    return opened
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _best(study):
+    b = study.best_trial
+    return b.value, b.number
+
+
+def _best_line(study) -> str:
+    try:
+        b = study.best_trial
+    except ValueError:
+        return ""
+    return f"; best trial {b.number}: {b.value:.4f} ({b.user_attrs.get('param_count', 0):,} params)"
+
+
+def _report_trial(progress: StudyProgress, t) -> None:
+    if t.user_attrs.get("duplicate"):
+        progress.note(f"trial {t.number}: grid cell already taken, skipped")
+        return
+    detail = t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or ""
+    progress.trial_finished(t.number, t.state.name.lower(), t.value, detail)
+
+
+def _close_parent(opened: OpenStudy) -> None:
+    if opened.tracker.run_status(opened.parent_run_id) == "RUNNING":
+        opened.tracker.client.set_terminated(opened.parent_run_id, "FINISHED")
+
+
+def probe_storage(url: str | None) -> None:
+    """Connect to a server storage before anything is created anywhere."""
+    url = resolve_storage_url(url)
+    if url.startswith("sqlite"):
+        return
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as e:  # bad driver name, refused connection, unknown database...
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"Optuna storage {url} cannot be opened: {detail}") from None

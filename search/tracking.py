@@ -1,0 +1,201 @@
+"""The MLflow schema of hpsearch, in one place.
+
+One experiment per study (or `hpsearch-train` for single runs), one parent run
+per study, one nested child run per trial. Per-epoch metrics go in a single
+`log_batch` call per epoch (one round trip, DESIGN.md "Fast defaults").
+The client API is used rather than the fluent one, so no global "active run"
+state leaks between trials of one process.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from search.errors import UserError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+LOCAL_ARTIFACTS = Path("mlruns/artifacts")
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "INTERRUPTED": "KILLED"}
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    from search.storage import absolute_sqlite
+
+    if uri in (None, "", "default"):
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    return absolute_sqlite(uri)
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+
+
+class Tracker:
+    """A thin wrapper over `MlflowClient` that speaks hpsearch's schema."""
+
+    def __init__(self, tracking_uri: str | None = None, check: bool = True):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        self.uri = resolve_tracking_uri(tracking_uri)
+        if self.uri.startswith("sqlite:////"):
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        if check:
+            self.check()
+
+    def check(self) -> None:
+        """Fail fast, in one line, when the tracking store cannot be reached."""
+        if not _is_local(self.uri):
+            # Without this MLflow retries with back-off for minutes.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as e:  # MLflow raises many types: connection, SQL, REST
+            raise UserError(
+                f"MLflow tracking store {self.uri} cannot be opened: {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}"
+            ) from None
+
+    # -- experiments and runs ------------------------------------------------
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        if not create:
+            return None
+        location = None
+        if _is_local(self.uri):
+            location = (LOCAL_ARTIFACTS / name).resolve().as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception:
+            # Another worker created it between our lookup and create.
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def create_run(self, experiment_id: str, name: str, tags: dict[str, Any], parent_id: str | None = None) -> str:
+        tags = {k: str(v) for k, v in tags.items()}
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(experiment_id, run_name=name, tags=tags)
+        return run.info.run_id
+
+    def run_status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
+
+    def reopen(self, run_id: str) -> None:
+        """Continue a run (a resumed trial or study): mark it RUNNING again."""
+        self.client.update_run(run_id, status="RUNNING")
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, _param_text(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's batch limit for params
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_epoch(self, run_id: str, record) -> None:
+        r = record.to_dict()
+        metrics = {k: r[k] for k in EPOCH_METRICS}
+        metrics["epoch_seconds"] = r["seconds"]
+        self.log_metrics(run_id, metrics, step=r["epoch"])
+
+    def log_dict(self, run_id: str, obj: dict, artifact_file: str) -> None:
+        self.client.log_dict(run_id, obj, artifact_file)
+
+    def log_figure(self, run_id: str, fig, artifact_file: str) -> None:
+        self.client.log_figure(run_id, fig, artifact_file)
+
+    def log_file(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_checkpoint(self, run_id: str, writer, name: str = "best.pt") -> None:
+        """`writer(path)` writes the file; it lands under `checkpoints/` of the run."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            writer(path)
+            self.client.log_artifact(run_id, str(path), "checkpoints")
+
+    def finish(self, run_id: str, state: str, reason: str | None = None, **tags) -> None:
+        """End a run with the status matching the Optuna trial state."""
+        extra = {"optuna.trial_state": state, **tags}
+        if reason:
+            extra["hpsearch.reason"] = reason[:4000]
+        self.set_tags(run_id, extra)
+        self.client.set_terminated(run_id, status=STATUS_OF_STATE[state])
+
+    def download(self, run_id: str, artifact_path: str, dst: str | Path) -> Path:
+        return Path(self.client.download_artifacts(run_id, artifact_path, str(dst)))
+
+
+def _param_text(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(str(x) for x in v) + "]"
+    return str(v)
+
+
+class EpochLogger:
+    """Training callback: one batched MLflow call per epoch."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker, self.run_id = tracker, run_id
+
+    def on_epoch_end(self, record, state) -> None:
+        self.tracker.log_epoch(self.run_id, record)
+
+
+def log_config(tracker: Tracker, run_id: str, config, extra: dict[str, Any] | None = None) -> None:
+    """Every TrainConfig value as a param, plus architecture, data set and size."""
+    from models import param_count
+
+    count = param_count(config.model_config())
+    tracker.log_params(run_id, {**config.to_dict(), "architecture": config.model, "dataset": config.dataset,
+                                "param_count": count, **(extra or {})})
+    tracker.log_metrics(run_id, {"param_count": count})
+
+
+def log_outputs(tracker: Tracker, run_id: str, config, result, data_summary: dict, title: str,
+                extra_config: dict[str, Any] | None = None, extra_manifest: dict[str, Any] | None = None) -> None:
+    """What every finished training leaves in its run: summary metrics, the
+    learning-curve figure, the resolved config, the manifest, the history and
+    (if it completed) the best checkpoint."""
+    from search.checkpoint import save_model_checkpoint
+    from search.figures import learning_curves
+    from search.manifest import manifest
+
+    history = [r.to_dict() for r in result.history]
+    tracker.log_metrics(run_id, {"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch,
+                                 "epochs_run": result.epochs_run})
+    tracker.log_figure(run_id, learning_curves(history, title), "plots/learning_curves.html")
+    tracker.log_dict(run_id, {"config": config.to_dict(), "model_config": result.model_config,
+                              **(extra_config or {})}, "config.json")
+    tracker.log_dict(run_id, manifest(config.seed, data_summary, result.device, **(extra_manifest or {})),
+                     "manifest.json")
+    tracker.log_dict(run_id, {"history": history}, "history.json")
+    if result.best_state is not None and result.status == "completed":
+        tracker.log_checkpoint(run_id, lambda p: save_model_checkpoint(
+            p, result.best_state, result.model_config, config.to_dict(),
+            val_acc=result.best_val_acc, epoch=result.best_epoch, param_count=result.param_count,
+        ))

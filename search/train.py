@@ -1,0 +1,265 @@
+"""The reusable training function: `train(config, data, callbacks) -> TrainResult`.
+
+It knows nothing of Optuna or MLflow. Callbacks observe every epoch (and may
+stop training by raising `StopTraining`); that is how the search prunes,
+logs and checkpoints.
+
+Hot path (after airbench): the data set lives on the training device as uint8,
+each batch is gathered by index, augmented and normalised there in a few
+batched ops; loss and accuracy accumulate on the device and are read once per
+epoch, so there is no host sync per step. Every epoch's shuffle, augmentation
+and dropout draws come from generators seeded by (seed, epoch), so a run
+resumed from an epoch checkpoint continues exactly as it would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from data import DataBundle, prepare_batch
+from models import ResNet, count_parameters
+from search.config import TrainConfig
+from search.optim import build_optimizer, build_scheduler
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end training early (e.g. pruning); the reason is kept."""
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float  # the learning rate used during this epoch
+    seconds: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class TrainState:
+    """What callbacks see; `checkpoint()` is everything needed to resume."""
+
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    param_count: int
+    epoch: int = 0  # epochs completed
+    history: list[EpochRecord] = field(default_factory=list)
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "model": _cpu_state(self.model),
+            # deep copies: the optimizer keeps updating its buffers in place
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
+            "history": [r.to_dict() for r in self.history],
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+        }
+
+
+class Callback(Protocol):
+    def on_epoch_end(self, record: EpochRecord, state: TrainState) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed", "stopped" (by a callback) or "diverged" (non-finite loss)
+    reason: str | None
+    history: list[EpochRecord]
+    best_val_acc: float
+    best_epoch: int
+    best_state: dict[str, torch.Tensor] | None
+    param_count: int
+    model_config: dict[str, Any]
+    device: str
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "param_count": self.param_count,
+            "epochs": [r.to_dict() for r in self.history],
+        }
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """One independent seed per (run seed, epoch): resuming needs no RNG state."""
+    return (seed * 1_000_003 + epoch * 7_919) % (2**62)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def train(
+    config: TrainConfig,
+    data: DataBundle,
+    callbacks: list[Callback] | tuple = (),
+    resume: dict[str, Any] | None = None,
+) -> TrainResult:
+    device = resolve_device(config.device)
+    cuda = device.type == "cuda"
+    torch.manual_seed(config.seed)
+    model = ResNet(config.model_config()).to(device)
+    n_params = count_parameters(model)
+    memory_format = torch.channels_last if (cuda and config.channels_last) else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(config, optimizer)
+    state = TrainState(config, model, optimizer, scheduler, n_params)
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        state.epoch = resume["epoch"]
+        state.history = [EpochRecord(**r) for r in resume["history"]]
+        state.best_val_acc = resume["best_val_acc"]
+        state.best_epoch = resume["best_epoch"]
+        state.best_state = resume["best_state"]
+
+    forward = torch.compile(model) if config.compile else model
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    val_x, val_y = data.val_x.to(device), data.val_y.to(device)
+    augment = config.augment_config()
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+        if cuda and config.amp
+        else contextlib.nullcontext
+    )
+
+    status, reason = "completed", None
+    for epoch in range(state.epoch + 1, config.epochs + 1):
+        start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout draws
+        shuffle = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+        aug_gen = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch) + 1)
+        train_loss, train_acc = _train_epoch(
+            forward, optimizer, criterion, train_x, train_y, config.batch_size,
+            augment, shuffle, aug_gen, memory_format, autocast,
+        )
+        scheduler.step()
+        val_loss, val_acc = evaluate(
+            forward, val_x, val_y, config.eval_batch_size, memory_format, autocast
+        )
+        record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - start)
+        state.history.append(record)
+        state.epoch = epoch
+        if not math.isfinite(train_loss) or not math.isfinite(val_loss):
+            status, reason = "diverged", f"non-finite loss at epoch {epoch} (train {train_loss}, val {val_loss})"
+            break
+        if val_acc > state.best_val_acc:
+            state.best_val_acc, state.best_epoch = val_acc, epoch
+            state.best_state = _cpu_state(model)
+        try:
+            for cb in callbacks:
+                cb.on_epoch_end(record, state)
+        except StopTraining as stop:
+            status, reason = "stopped", str(stop) or f"stopped at epoch {epoch}"
+            break
+
+    return TrainResult(
+        status=status,
+        reason=reason,
+        history=state.history,
+        best_val_acc=max(state.best_val_acc, 0.0),
+        best_epoch=state.best_epoch,
+        best_state=state.best_state,
+        param_count=n_params,
+        model_config=config.model_config().to_dict(),
+        device=str(device),
+    )
+
+
+def _train_epoch(model, optimizer, criterion, x, y, batch_size, augment, shuffle, aug_gen,
+                 memory_format, autocast) -> tuple[float, float]:
+    model.train()
+    n = x.shape[0]
+    order = torch.randperm(n, generator=shuffle).to(x.device, non_blocking=True)
+    # Drop a final batch of one image: BatchNorm cannot normalise it in training mode.
+    stop = n - 1 if n % batch_size == 1 and n > 1 else n
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    seen = 0
+    for i in range(0, stop, batch_size):
+        idx = order[i : min(i + batch_size, stop)]
+        xb = prepare_batch(x[idx], augment, aug_gen).contiguous(memory_format=memory_format)
+        yb = y[idx]
+        with autocast():
+            out = model(xb)
+            loss = criterion(out, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach().float() * idx.numel()
+        correct += (out.argmax(1) == yb).sum()
+        seen += idx.numel()
+    return loss_sum.item() / seen, correct.item() / seen
+
+
+@torch.inference_mode()
+def evaluate(model, x, y, batch_size=1024, memory_format=torch.contiguous_format,
+             autocast=contextlib.nullcontext) -> tuple[float, float]:
+    """(mean plain cross-entropy, accuracy) over a labelled tensor set, in large batches."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for i in range(0, x.shape[0], batch_size):
+        xb = prepare_batch(x[i : i + batch_size], None, None).contiguous(memory_format=memory_format)
+        yb = y[i : i + batch_size]
+        with autocast():
+            out = model(xb)
+        loss_sum += nn.functional.cross_entropy(out.float(), yb, reduction="sum")
+        correct += (out.argmax(1) == yb).sum()
+    n = max(1, x.shape[0])
+    return loss_sum.item() / n, correct.item() / n
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, tta: bool = False) -> torch.Tensor:
+    """Class predictions for uint8 images (N,3,32,32); `tta` averages with the mirror image."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        xb = prepare_batch(x[i : i + batch_size].to(device), None, None)
+        logits = model(xb).float().softmax(1)
+        if tta:
+            logits = logits + model(xb.flip(3)).float().softmax(1)
+        out.append(logits.argmax(1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)

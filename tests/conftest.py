@@ -1,0 +1,42 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = ROOT / "studies"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh working directory: the default stores (mlruns/) land here."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+@pytest.fixture
+def cli():
+    """Run `hpsearch ...` in-process; returns click's Result."""
+    from click.testing import CliRunner
+
+    from search.cli import main
+
+    def invoke(*args, ok=True):
+        result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+        if ok and result.exit_code != 0:
+            raise AssertionError(f"hpsearch {' '.join(map(str, args))} exited {result.exit_code}:\n{result.output}")
+        return result
+
+    return invoke
+
+
+def hpsearch_cmd() -> list[str]:
+    return [sys.executable, "-m", "search.cli"]
+
+
+TINY = ["--set", "model=resnet-tiny", "--set", "synthetic_size=600", "--set", "val_size=100"]
