@@ -197,5 +197,20 @@ def gc_cmd(study_name, keep, storage, tracking_uri):
                f"freed {out['freed_bytes'] / 2**20:.1f} MiB; kept trials {out['kept']}")
 
 
+def _register(modules) -> None:
+    for module in modules:
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+def _register_all() -> None:
+    from search import cli_bench, cli_review
+
+    _register([cli_review, cli_bench])
+
+
+_register_all()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -161,6 +161,12 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
+def check_type(key: str, value) -> Any:
+    """The value coerced to the field's type, or ConfigError naming the key."""
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == key)
+    return _coerce(f, value)
+
+
 def _plain(v):
     return list(v) if isinstance(v, tuple) else v
 

@@ -26,6 +26,8 @@ def _size(tracker: Tracker, run_id: str, path: str) -> int:
 
 
 def collect_garbage(study_name: str, keep: int, storage: str | None, tracking_uri: str | None) -> dict:
+    # Finished Optuna trials are read-only, so promotion is recorded as the
+    # MLflow run tag `hpsearch.promoted`, which is what protects a checkpoint.
     if keep < 0:
         raise UserError(f"--keep {keep}: must be >= 0")
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
@@ -35,7 +37,7 @@ def collect_garbage(study_name: str, keep: int, storage: str | None, tracking_ur
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     complete.sort(key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
-    kept = {t.number for t in complete[:keep]} | {t.number for t in trials if t.user_attrs.get("promoted")}
+    kept = {t.number for t in complete[:keep]}
     freed, deleted = 0, []
     for t in trials:
         if t.number in kept or not t.state.is_finished():
@@ -52,7 +54,8 @@ def collect_garbage(study_name: str, keep: int, storage: str | None, tracking_ur
             continue
         run = tracker.client.get_run(run_id)
         if run.data.tags.get("hpsearch.promoted") == "true":
-            continue  # promoted through another study view: never deleted
+            kept.add(t.number)  # a promoted model's checkpoint is never deleted
+            continue
         get_artifact_repository(run.info.artifact_uri).delete_artifacts("checkpoints")
         tracker.set_tags(run_id, {"hpsearch.checkpoint_deleted": "true"})
         freed += size

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from models import PARAM_BUDGET
-from search.config import ConfigError, TrainConfig, field_kind, field_names, scale_milestones
+from search.config import ConfigError, TrainConfig, check_type, field_kind, field_names, scale_milestones
 from search.errors import UserError
 from search.manifest import PROJECT_ROOT
 
@@ -211,19 +211,31 @@ class Resolved:
             return encode(p.choices[pick]) if p.categorical else (p.low, p.high)[pick]
 
         baseline = {n: first(p) for n, p in space.items()}
-        probes: list[tuple[str, dict[str, Any]]] = [("[train]", {})]
+        probes: list[dict[str, Any]] = [{}]
         for name, p in space.items():
             values = [encode(v) for v in p.choices] if p.categorical else [p.low, p.high]
-            at = "[space].channels_*" if STAGE_KEY.match(name) else f"[space].{name}"
-            probes += [(at, {name: v}) for v in values]
+            probes += [{name: v} for v in values]
         stages = [n for n in space if STAGE_KEY.match(n)]
         for pick in (0, -1):
-            probes.append(("[space].channels_*", {n: first(space[n], pick) for n in stages}))
-        for at, probe in probes:
+            probes.append({n: first(space[n], pick) for n in stages})
+        for probe in probes:
             try:
                 self.config({**baseline, **probe})
             except ConfigError as e:
-                raise SpecError(f"{where}: {at}: {e}" + self._scaled_note(e)) from None
+                raise SpecError(f"{where}: {self._section_of(str(e))}: {e}" + self._scaled_note(e)) from None
+
+    def _section_of(self, message: str) -> str:
+        """Where a bad value came from, by the key a ConfigError names first."""
+        key = message.split(":")[0].strip()
+        space = self.spec.space
+        if key in space:
+            return f"[space].{key}"
+        if key == "channels" and any(STAGE_KEY.match(n) for n in space):
+            return "[space].channels_*"
+        for name, p in space.items():
+            if p.bundle and any(key in t for t in p.choices):
+                return f"[space].{name}"
+        return "[train]"
 
     def _scaled_note(self, e) -> str:
         if self.scale and "milestones" in str(e):
@@ -244,7 +256,8 @@ def find_study_file(name_or_path: str, studies_dir: Path) -> Path:
         shipped = PROJECT_ROOT / studies_dir / f"{name_or_path}.toml"
         candidate = shipped if shipped.is_file() else candidate
     if not candidate.is_file():
-        known = ", ".join(sorted(f.stem for f in studies_dir.glob("*.toml"))) or "none"
+        dirs = [studies_dir] + ([PROJECT_ROOT / studies_dir] if not studies_dir.is_absolute() else [])
+        known = ", ".join(sorted({f.stem for d in dirs for f in d.glob("*.toml")})) or "none"
         raise SpecError(f"unknown study {name_or_path!r}: no {candidate}; known studies: {known}")
     return candidate
 
@@ -290,9 +303,13 @@ def load_spec(path: Path) -> StudySpec:
         raise SpecError(f"{where}: [study].n_trials is required for sampler {sampler!r}")
 
     train = doc.get("train", {})
-    for key in train:
+    for key, value in train.items():
         if key not in field_names():
             raise SpecError(f"{where}: unknown key [train].{key}; allowed: {', '.join(field_names())}")
+        try:
+            check_type(key, value)
+        except ConfigError as e:
+            raise SpecError(f"{where}: [train].{e}") from None
     space = {name: _param(where, name, value, sampler) for name, value in doc.get("space", {}).items()}
     bundled = {k for p in space.values() if p.bundle for t in p.choices for k in t}
     both = sorted((set(train) | set(space)) & bundled) or sorted(set(train) & set(space))

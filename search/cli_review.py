@@ -1,0 +1,127 @@
+"""Click commands of the review part of hpsearch, registered on `hpsearch` by search/cli.py:
+plots, report, promote, predict, ui, dashboard."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+# Own copies of the store options: importing them from search.cli would be
+# circular (search.cli imports this module while it is being built).
+
+
+def storage_option(f):
+    return click.option("--storage", envvar="HPSEARCH_STORAGE",
+                        help="Optuna storage URL [default: sqlite:///mlruns/optuna.db].")(f)
+
+
+def tracking_option(f):
+    return click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+                        help="MLflow tracking URI [default: the one the study recorded, "
+                             "else sqlite:///mlruns/mlflow.db].")(f)
+
+
+def study_option(f):
+    return click.option("--study", "study_name", required=True, help="Study name in the storage.")(f)
+
+
+def _quiet_downloads() -> None:
+    # MLflow draws a progress bar for every artifact it downloads (checkpoint, manifest).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@click.command("plots")
+@study_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Directory for the HTML files [default: mlruns/plots/STUDY/].")
+@storage_option
+@tracking_option
+def plots_cmd(study_name, out_dir, storage, tracking_uri):
+    """Write the study's figures as HTML (Optuna's and ours) with an index; log them to the parent run."""
+    from search.plots import write_plots
+
+    result = write_plots(study_name, out_dir, storage, tracking_uri, say=click.echo)
+    n = sum(1 for p in result["written"] if p.suffix == ".html" and p.name != "index.html")
+    logged = f"; logged to MLflow run {result['parent_run_id']} under plots/" if result["parent_run_id"] else ""
+    click.echo(f"{study_name}: {n} figure(s), {len(result['skipped'])} skipped, in {result['dir']}/ "
+               f"(open {result['dir'] / 'index.html'}){logged}")
+
+
+@click.command("report")
+@study_option
+@click.option("--out", type=click.Path(dir_okay=False), help="The HTML file [default: mlruns/reports/STUDY.html].")
+@storage_option
+@tracking_option
+def report_cmd(study_name, out, storage, tracking_uri):
+    """Write one self-contained HTML page: summary, best configuration, curves, accuracies, top 10, figures."""
+    from search.report import write_report
+
+    path = write_report(study_name, out, storage, tracking_uri, say=click.echo)
+    size = path.stat().st_size / 2**20
+    click.echo(f"{study_name}: report written to {path} ({size:.1f} MiB, opens offline)")
+
+
+@click.command("promote")
+@study_option
+@click.option("--trial", "trial_number", type=int, help="Promote this trial [default: the best completed one].")
+@click.option("--model-name", help="Registered model name [default: hpsearch-STUDY].")
+@click.option("--kaggle-test", type=click.Path(dir_okay=False), help="Kaggle test pickle to predict.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Submission CSV [default: submission.csv].")
+@click.option("--tta", is_flag=True, help="Average predictions with the mirrored image.")
+@storage_option
+@tracking_option
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="HPSEARCH_DATA_DIR",
+              help="Where cifar-10-batches-py lives (for the test split).")
+def promote_cmd(study_name, trial_number, model_name, kaggle_test, out, tta, storage, tracking_uri, data_dir):
+    """Measure the chosen trial once on the test split, register it with alias champion, write a submission."""
+    from search.promote import promote
+
+    _quiet_downloads()
+    result = promote(study_name, trial_number=trial_number, model_name=model_name, kaggle_test=kaggle_test,
+                     out=out, tta=tta, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
+                     say=click.echo)
+    for line in result.lines():
+        click.echo(line)
+
+
+@click.command("predict")
+@click.option("--model", "model_uri", required=True, help="Model URI, e.g. models:/hpsearch-STUDY@champion.")
+@click.option("--kaggle-test", required=True, type=click.Path(dir_okay=False), help="Kaggle test pickle.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Submission CSV to write.")
+@click.option("--tta", is_flag=True, help="Average predictions with the mirrored image.")
+@tracking_option
+def predict_cmd(model_uri, kaggle_test, out, tta, tracking_uri):
+    """Predict a Kaggle test file with a registered model (no study needed)."""
+    from search.promote import predict_from_registry
+
+    _quiet_downloads()
+    path, n = predict_from_registry(model_uri, kaggle_test, out, tta=tta, tracking_uri=tracking_uri)
+    click.echo(f"{n:,} predictions from {model_uri} written to {path}")
+
+
+@click.command("ui")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="Server worker processes.")
+@tracking_option
+def ui_cmd(host, port, workers, tracking_uri):
+    """Serve the MLflow UI on the tracking store until Ctrl-C."""
+    from search.serve import serve_mlflow
+
+    serve_mlflow(host, port, tracking_uri, workers=workers, say=click.echo)
+
+
+@click.command("dashboard")
+@study_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=8080, show_default=True)
+@storage_option
+def dashboard_cmd(study_name, host, port, storage):
+    """Serve optuna-dashboard on the study's storage until Ctrl-C."""
+    from search.serve import serve_dashboard
+
+    serve_dashboard(study_name, host, port, storage, say=click.echo)
+
+
+COMMANDS: list = [plots_cmd, report_cmd, promote_cmd, predict_cmd, ui_cmd, dashboard_cmd]

@@ -1,0 +1,129 @@
+"""Every bad input: one line naming what and where, a non-zero exit, no
+traceback, and nothing created in either store."""
+
+import pytest
+
+from data.testing import write_cifar_batches
+
+GOOD = """
+[study]
+sampler = "grid"
+pruner = "none"
+[train]
+model = "resnet-tiny"
+dataset = "synthetic"
+synthetic_size = 300
+val_size = 100
+epochs = 2
+scheduler = "multistep"
+milestones = [1, 2]
+[space]
+lr = [0.1]
+"""
+
+
+def assert_refused(result, *needles):
+    assert result.exit_code != 0, result.output
+    out = result.output.strip()
+    assert "Traceback" not in out
+    assert len(out.splitlines()) == 1, out
+    for needle in needles:
+        assert needle in out, out
+
+
+def assert_stores_untouched(workdir):
+    assert not (workdir / "mlruns" / "optuna.db").exists()
+    assert not (workdir / "mlruns" / "mlflow.db").exists()
+
+
+def run_file(cli, workdir, text, *extra):
+    path = workdir / "bad.toml"
+    path.write_text(text)
+    return cli("run", "--study", path, "--quiet", *extra, ok=False)
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("[study\nsampler = 1", ["bad.toml", "not valid TOML"]),
+    (GOOD.replace("[space]", "[space]\nlearning_rate = [0.1]"), ["[space].learning_rate", "unknown key", "allowed"]),
+    (GOOD.replace('pruner = "none"', 'pruner = "none"\ntrials = 3'), ["[study].trials", "unknown key"]),
+    (GOOD.replace("epochs = 2", 'epochs = "two"'), ["[train]", "epochs", "must be an integer"]),
+    (GOOD.replace("lr = [0.1]", "lr = []"), ["[space].lr", "empty choice list"]),
+    (GOOD.replace("lr = [0.1]", "lr = [0.1, -0.5]"), ["[space].lr", "must be > 0"]),
+    (GOOD.replace("lr = [0.1]", "lr = [0.1]\nbatch_size = [0, 64]"), ["[space].batch_size", "must be >= 1"]),
+    (GOOD.replace("milestones = [1, 2]", "milestones = [2, 1]"), ["[train]", "milestones", "strictly increasing"]),
+    (GOOD.replace("milestones = [1, 2]", "milestones = [1, 5]"), ["milestones", "beyond the 2 epochs"]),
+    (GOOD.replace('model = "resnet-tiny"', 'model = "resnet-9000"'), ["[train]", "unknown preset 'resnet-9000'"]),
+    (GOOD.replace('sampler = "grid"', 'sampler = "bayes"'), ["[study].sampler", "allowed: grid, tpe, random"]),
+    (GOOD.replace("lr = [0.1]", "lr = {low = 0.01, high = 0.1}"), ["[space].lr", "grid sampler needs a list"]),
+])
+def test_bad_study_files(cli, workdir, text, needles):
+    assert_refused(run_file(cli, workdir, text), *needles)
+    assert_stores_untouched(workdir)
+
+
+def test_milestones_beyond_epochs_after_scaling(cli, workdir):
+    text = GOOD.replace("epochs = 2", "epochs = 200").replace("milestones = [1, 2]", "milestones = [100, 199]")
+    r = run_file(cli, workdir, text, "--epochs", 1)
+    assert_refused(r, "milestones", "after scaling 200 -> 1 epochs")
+    assert_stores_untouched(workdir)
+
+
+def test_unknown_study_name(cli, workdir):
+    assert_refused(cli("run", "--study", "no-such-study", ok=False), "unknown study 'no-such-study'", "smoke")
+    assert_stores_untouched(workdir)
+
+
+def test_unknown_set_key_and_preset(cli, workdir):
+    path = workdir / "ok.toml"
+    path.write_text(GOOD)
+    assert_refused(cli("run", "--study", path, "--set", "modle=resnet-tiny", ok=False), "unknown key 'modle'")
+    assert_refused(cli("run", "--study", path, "--set", "model=resnet-0", ok=False), "unknown preset 'resnet-0'")
+    assert_stores_untouched(workdir)
+
+
+def test_workers_zero(cli, workdir):
+    assert_refused(cli("run", "--study", "smoke", "--workers", 0, ok=False), "--workers 0", ">= 1")
+    assert_stores_untouched(workdir)
+
+
+@pytest.mark.parametrize("damage, needles", [
+    ("missing", ["data_batch_2", "cifar-10-batches-py"]),
+    ("truncated", ["data_batch_2"]),
+    ("corrupt", ["data_batch_2"]),
+])
+def test_missing_truncated_or_corrupt_cifar_batch(cli, workdir, monkeypatch, damage, needles):
+    # Offline on any machine: the downloader meets a refused proxy at once.
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    root = workdir / "cifar"
+    write_cifar_batches(root, n_per_batch=20, n_test=5)
+    batch = root / "cifar-10-batches-py" / "data_batch_2"
+    if damage == "missing":
+        batch.unlink()
+    elif damage == "truncated":
+        batch.write_bytes(batch.read_bytes()[:300])
+    else:
+        batch.write_bytes(b"\x80\x02this is not a pickle at all" * 10)
+    r = run_file(cli, workdir, GOOD.replace('"synthetic"', '"cifar10"').replace("val_size = 100", "val_size = 20"),
+                 "--data-dir", root)
+    assert_refused(r, *needles)
+    assert_stores_untouched(workdir)
+
+
+def test_storage_url_that_cannot_be_opened(cli, workdir):
+    path = workdir / "ok.toml"
+    path.write_text(GOOD)
+    for url in ("postgresql+psycopg://nobody@127.0.0.1:1/nowhere", "nosuchdb://x/y"):
+        r = cli("run", "--study", path, "--storage", url, ok=False)
+        assert_refused(r, "Optuna storage", "cannot be opened")
+    assert_stores_untouched(workdir)
+
+
+def test_unreachable_tracking_server(cli, workdir):
+    path = workdir / "ok.toml"
+    path.write_text(GOOD)
+    r = cli("run", "--study", path, "--tracking-uri", "http://127.0.0.1:9", ok=False)
+    assert_refused(r, "MLflow tracking store http://127.0.0.1:9 cannot be opened")
+    assert_stores_untouched(workdir)
