@@ -45,6 +45,7 @@ def _one_line(e: BaseException) -> str:
 def main(ctx, debug):
     """hpsearch: hyperparameter search and experiment tracking for image classifiers."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read by MLflow when it is imported
     quiet_libraries()
     ctx.obj = {"debug": debug}
 
