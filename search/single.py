@@ -22,8 +22,10 @@ def resolve_train_config(options: dict[str, Any], sets: tuple[str, ...] | list[s
     base = TrainConfig()
     overrides = {**options, **parse_assignments(sets)}
     values = {**base.to_dict(), **overrides}
-    if "epochs" in overrides and "milestones" not in overrides:
-        values["milestones"] = scale_milestones(base.milestones, base.epochs, values["epochs"])
+    if "epochs" in overrides and "milestones" not in overrides and isinstance(values["epochs"], int):
+        scaled = scale_milestones(base.milestones, base.epochs, values["epochs"])
+        # Very short runs: keep the milestones that still fall inside the run.
+        values["milestones"] = [m for m in scaled if m <= values["epochs"]] or [values["epochs"]]
     return TrainConfig.from_dict(values)
 
 
