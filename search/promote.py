@@ -1,0 +1,266 @@
+"""`hpsearch promote` and `hpsearch predict`: from a finished study to a
+registered model and a Kaggle submission.
+
+Promotion is where the test split is touched, once per promotion, and only
+to measure: the trial is chosen on validation accuracy (or named by the
+user), never on test accuracy. Its best checkpoint is rebuilt from MLflow,
+evaluated on the test split of the exact data it was trained on (the split
+digest recorded in its manifest is checked), logged as a pickled PyTorch
+model with a signature, registered, and the `champion` alias moved to it.
+
+The registered model takes the normalised float batch (N, 3, 32, 32) and
+returns logits; `predict` needs only the registry and the Kaggle file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from search.errors import UserError
+from search.plots import Review, load_review
+
+ALIAS = "champion"
+PROMOTED = "hpsearch.promoted"  # study user attr: {trial number: [promotions]}; also an MLflow run tag
+
+
+def default_model_name(study_name: str) -> str:
+    return f"hpsearch-{study_name}"
+
+
+@dataclass
+class Promotion:
+    study: str
+    trial: int
+    run_id: str
+    params: dict[str, Any]
+    param_count: int
+    val_acc: float
+    test_acc: float
+    test_acc_tta: float | None
+    n_test: int
+    model_name: str
+    version: str
+    model_uri: str
+    submission: Path | None
+    n_predicted: int
+
+    def lines(self) -> list[str]:
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items()) or "(none searched)"
+        rows = [
+            ("trial", f"{self.trial} of study {self.study} (MLflow run {self.run_id})"),
+            ("parameters", params),
+            ("param count", f"{self.param_count:,}"),
+            ("val accuracy", f"{self.val_acc:.4f}  (hold-out; what the trial was selected on)"),
+            ("test accuracy", f"{self.test_acc:.4f}  ({self.n_test:,} test images, measured once here)"),
+        ]
+        if self.test_acc_tta is not None:
+            rows.append(("test acc, flip TTA", f"{self.test_acc_tta:.4f}"))
+        rows.append(("registered", f"{self.model_name} version {self.version}, alias @{ALIAS} "
+                                   f"(models:/{self.model_name}@{ALIAS})"))
+        if self.submission is not None:
+            rows.append(("submission", f"{self.submission} ({self.n_predicted:,} rows"
+                                       f"{', flip TTA' if self.test_acc_tta is not None else ''}), "
+                                       f"logged to the run"))
+        width = max(len(k) for k, _ in rows)
+        return [f"{k:<{width}}  {v}" for k, v in rows]
+
+
+def choose_trial(review: Review, number: int | None) -> FrozenTrial:
+    """The best completed trial on the study's own metric, or the one named;
+    a trial that did not complete has no selected checkpoint to promote."""
+    if number is None:
+        best = review.best()
+        if best is None:
+            states = sorted({t.state.name for t in review.trials}) or ["no trials"]
+            raise UserError(f"study {review.name} has no COMPLETE trial to promote (trials: {', '.join(states)})")
+        return best
+    by_number = {t.number: t for t in review.study.get_trials(deepcopy=False)}
+    if number not in by_number:
+        raise UserError(f"study {review.name} has no trial {number}; trials are numbered 0 to "
+                        f"{len(by_number) - 1}" if by_number else f"study {review.name} has no trials")
+    t = by_number[number]
+    if t.state != TrialState.COMPLETE or t.user_attrs.get("duplicate"):
+        done = [x.number for x in review.complete()]
+        reason = t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or ""
+        raise UserError(f"trial {number} of study {review.name} is {t.state.name}"
+                        f"{f' ({reason})' if reason else ''}; only a COMPLETE trial can be promoted "
+                        f"(complete: {', '.join(map(str, done)) or 'none'})")
+    return t
+
+
+def _download_checkpoint(review: Review, trial: FrozenTrial, tmp: Path) -> Path:
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if not run_id:
+        raise UserError(f"trial {trial.number} of study {review.name} has no MLflow run recorded")
+    client = review.tracker.client
+    names = {a.path for a in client.list_artifacts(run_id, "checkpoints")}
+    if "checkpoints/best.pt" not in names:
+        why = (" (deleted by `hpsearch gc`)"
+               if client.get_run(run_id).data.tags.get("hpsearch.checkpoint_deleted") == "true" else "")
+        raise UserError(f"trial {trial.number} of study {review.name} has no checkpoint in MLflow run "
+                        f"{run_id}{why}; promote another trial with --trial")
+    return review.tracker.download(run_id, "checkpoints/best.pt", tmp)
+
+
+def _recorded_digest(review: Review, run_id: str, tmp: Path) -> str | None:
+    names = {a.path for a in review.tracker.client.list_artifacts(run_id)}
+    if "manifest.json" not in names:
+        return None
+    manifest = json.loads(review.tracker.download(run_id, "manifest.json", tmp).read_text())
+    return (manifest.get("data") or {}).get("digest")
+
+
+def _rebuild_data(config, data_dir, recorded_digest: str | None, trial: int):
+    """The data bundle the trial was trained on; its test split is then the
+    one a promotion may read."""
+    from data import load_dataset
+
+    data = load_dataset(config.dataset, data_dir=data_dir, val_size=config.val_size,
+                        split_seed=config.split_seed, synthetic_size=config.synthetic_size)
+    if recorded_digest and data.digest != recorded_digest:
+        raise UserError(f"the {config.dataset} data found here is not what trial {trial} was trained on "
+                        f"(split digest {data.digest} != recorded {recorded_digest}); pass the --data-dir it used")
+    return data
+
+
+def _log_model(model, run_id: str, example):
+    """Log in the trial's own run: the pickle format, because the default
+    `pt2` (torch.export) loads back as a GraphModule whose `.eval()` raises
+    (LIBRARY-NOTES). The `models` package travels with it as code, so the
+    registered model loads wherever torch and mlflow do."""
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    import models
+
+    with torch.inference_mode():
+        logits = model(example).float().numpy()
+    example_np = example.numpy().astype(np.float32)
+    signature = infer_signature(example_np, logits)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                    f"numpy=={np.__version__}"]
+    # MLflow warns on every pickle save; the choice is deliberate (above), so
+    # the warning would only tell the user something false.
+    log = logging.getLogger("mlflow.pytorch")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return mlflow.pytorch.log_model(
+            model, name="model", serialization_format="pickle", signature=signature, input_example=example_np,
+            code_paths=[str(Path(models.__file__).parent)],
+            # Explicit requirements: inferring them loads the model in a subprocess (slow, and noisy).
+            pip_requirements=requirements, run_id=run_id,
+        )
+    finally:
+        log.setLevel(level)
+
+
+def promote(study_name: str, *, trial_number: int | None = None, model_name: str | None = None,
+            kaggle_test: str | None = None, out: str | None = None, tta: bool = False,
+            storage: str | None = None, tracking_uri: str | None = None, data_dir: str | None = None,
+            say=print) -> Promotion:
+    import mlflow
+
+    from data import prepare_batch, read_kaggle_test, write_submission
+    from search.checkpoint import load_model
+    from search.config import TrainConfig
+    from search.train import evaluate, predict, resolve_device
+
+    if out is not None and kaggle_test is None:
+        raise UserError("--out names the submission file; it needs --kaggle-test PATH")
+    review = load_review(study_name, storage, tracking_uri)
+    trial = choose_trial(review, trial_number)
+    # Bad input fails before anything is logged: the Kaggle file is read first.
+    kaggle = read_kaggle_test(kaggle_test) if kaggle_test else None
+    name = model_name or default_model_name(study_name)
+    tracker = review.tracker
+    with tempfile.TemporaryDirectory() as tmp:
+        model, ckpt = load_model(_download_checkpoint(review, trial, Path(tmp)))
+        run_id = trial.user_attrs["mlflow_run_id"]
+        config = TrainConfig.from_dict(ckpt["train_config"])
+        data = _rebuild_data(config, data_dir, _recorded_digest(review, run_id, Path(tmp)), trial.number)
+    device = resolve_device("auto")
+    model = model.to(device)
+    test_x, test_y = data.load_test()
+    _, test_acc = evaluate(model, test_x.to(device), test_y.to(device), config.eval_batch_size)
+    test_acc_tta = None
+    if tta:
+        hits = predict(model, test_x, config.eval_batch_size, tta=True) == test_y
+        test_acc_tta = hits.float().mean().item() if len(hits) else 0.0
+    say(f"trial {trial.number}: test accuracy {test_acc:.4f} on {len(test_y):,} test images")
+    # The submission is written before the registry changes, so an unwritable
+    # --out leaves no half-done promotion behind.
+    submission, n_predicted = None, 0
+    if kaggle is not None:
+        images, ids = kaggle
+        labels = predict(model, images, config.eval_batch_size, tta=tta)
+        submission, n_predicted = write_submission(Path(out or "submission.csv"), ids, labels), len(ids)
+
+    model = model.cpu().eval()
+    info = _log_model(model, run_id, prepare_batch(test_x[:2], None, None))
+    val_acc = float(trial.user_attrs.get("best_val_acc", trial.value))
+    param_count = int(trial.user_attrs.get("param_count", ckpt["metrics"].get("param_count", 0)))
+    lineage = {"hpsearch.study": study_name, "hpsearch.trial": trial.number, "hpsearch.run_id": run_id,
+               "hpsearch.param_count": param_count, "hpsearch.val_acc": f"{val_acc:.6f}",
+               "hpsearch.test_acc": f"{test_acc:.6f}", "hpsearch.dataset": config.dataset,
+               "hpsearch.tracking_uri": tracker.uri}
+    registered = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in lineage.items()})
+    version = str(registered.version)  # a str from register_model, an int from some stores' getters
+    client = tracker.client
+    client.update_model_version(name, version, description=(
+        f"Trial {trial.number} of study {study_name}: {param_count:,} parameters, val acc {val_acc:.4f}, "
+        f"test acc {test_acc:.4f}. Input: float32 (N, 3, 32, 32) images scaled to [0, 1] and normalised "
+        f"with the CIFAR-10 mean and std (data.prepare_batch); output: logits of the 10 classes."))
+    client.set_registered_model_alias(name, ALIAS, version)
+
+    metrics = {"test_acc": test_acc} | ({"test_acc_tta": test_acc_tta} if test_acc_tta is not None else {})
+    tracker.log_metrics(run_id, metrics)
+    tracker.set_tags(run_id, {PROMOTED: "true", "hpsearch.registered_model": f"{name}/{version}"})
+    _record_in_study(review, trial.number, {"model": name, "version": version, "test_acc": test_acc})
+
+    if submission is not None:
+        tracker.log_file(run_id, submission, "submission")
+    return Promotion(study_name, trial.number, run_id, dict(trial.params), param_count, val_acc, test_acc,
+                     test_acc_tta, len(test_y), name, version, f"models:/{name}@{ALIAS}",
+                     submission, n_predicted)
+
+
+def _record_in_study(review: Review, number: int, entry: dict) -> None:
+    """Optuna refuses user attributes on a finished trial
+    (UpdateFinishedTrialError), so promotions are kept on the study:
+    `hpsearch.promoted` maps a trial number to its promotions."""
+    promoted = dict(review.study.user_attrs.get(PROMOTED) or {})
+    promoted.setdefault(str(number), []).append(entry)
+    review.study.set_user_attr(PROMOTED, promoted)
+
+
+def predict_from_registry(model_uri: str, kaggle_test: str, out: str, tta: bool = False,
+                          tracking_uri: str | None = None) -> tuple[Path, int]:
+    """Labels for every image of a Kaggle file from a registered model alone."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from data import read_kaggle_test, write_submission
+    from search.plots import existing_tracker
+    from search.train import predict
+
+    images, ids = read_kaggle_test(kaggle_test)
+    # The registry is the tracking store's unless MLFLOW_REGISTRY_URI says
+    # otherwise, as when `promote` registered the model.
+    tracker = existing_tracker(tracking_uri)
+    try:
+        model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    except MlflowException as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"model {model_uri} cannot be loaded from {tracker.uri}: {first}") from None
+    labels = predict(model, images, tta=tta)
+    return write_submission(Path(out), ids, labels), len(ids)

@@ -1,0 +1,340 @@
+"""plots, promote, predict, report: end to end on real stores in one temp
+directory, filled once per module by `hpsearch run` (training is the cost)."""
+
+import csv
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from data.testing import write_kaggle_file
+from search.plots import pareto_front
+
+# Three completed trials whose two searched values both vary: every figure
+# can be drawn (importances and contours need that).
+REVIEW = """
+[study]
+sampler = "random"
+pruner = "none"
+n_trials = 3
+seed = 0
+[train]
+model = "resnet-tiny"
+dataset = "synthetic"
+synthetic_size = 300
+val_size = 100
+epochs = 2
+scheduler = "none"
+[space]
+lr = { low = 0.02, high = 0.2, log = true }
+weight_decay = { low = 1e-5, high = 1e-3, log = true }
+"""
+
+# One trial of each fate: complete, failed (diverges), pruned (over budget).
+ROUGH = """
+[study]
+sampler = "grid"
+pruner = "none"
+budget = 100_000
+seed = 0
+[train]
+dataset = "synthetic"
+synthetic_size = 300
+val_size = 100
+epochs = 2
+scheduler = "none"
+[space]
+model = ["resnet-tiny", "resnet-seed"]
+lr = [0.05, 1e30]
+"""
+
+N_KAGGLE = 37
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """Both studies run once in a temp working directory (the default stores land there)."""
+    from click.testing import CliRunner
+
+    from search.cli import main
+
+    root = tmp_path_factory.mktemp("review")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("HPSEARCH_STORAGE", raising=False)
+        mp.setenv("HPSEARCH_DATA_DIR", str(root / "data"))
+        for name, body in (("review", REVIEW), ("rough", ROUGH)):
+            (root / f"{name}.toml").write_text(body)
+            result = CliRunner().invoke(main, ["run", "--study", f"{name}.toml", "--quiet"])
+            assert result.exit_code == 0, result.output
+        yield root
+
+
+def client(root):
+    return MlflowClient(f"sqlite:///{root}/mlruns/mlflow.db")
+
+
+def study(root, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{root}/mlruns/optuna.db")
+
+
+def plotly_data(text: str) -> list[list[dict]]:
+    """The data argument of every `Plotly.newPlot(id, data, layout, ...)` call."""
+    decoder = json.JSONDecoder()
+    out = []
+    for m in re.finditer(r"Plotly\.newPlot\(\s*", text):
+        _, end = decoder.raw_decode(text, m.end())  # the div id
+        start = re.compile(r"\s*,\s*").match(text, end).end()
+        data, _ = decoder.raw_decode(text, start)
+        out.append(data)
+    return out
+
+
+def has_points(trace: dict) -> bool:
+    return any(isinstance(trace.get(k), list) and len(trace[k]) > 0 for k in ("x", "y", "z", "dimensions", "values"))
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+# -- plots ------------------------------------------------------------------------
+def test_plots_writes_every_figure_with_data_sharing_one_plotly_js(cli, stores):
+    out = stores / "figs"
+    result = cli("plots", "--study", "review", "--out", out)
+    assert not [line for line in result.output.splitlines() if line.startswith("skipped ")]
+    files = {p.stem for p in out.glob("*.html")} - {"index"}
+    # Contours are named by their pair, most important parameter first.
+    contour = {"contour_lr_weight_decay", "contour_weight_decay_lr"} & files
+    expected = {"optimization_history", "param_importances", "parallel_coordinate", "slice",
+                "intermediate_values", "timeline", "val_acc_curves", "accuracy_vs_params"} | contour
+    assert len(contour) == 1 and files == expected
+    assert (out / "plotly.min.js").stat().st_size > 1_000_000
+    for name in expected:
+        text = (out / f"{name}.html").read_text()
+        assert '<script charset="utf-8" src="plotly.min.js"></script>' in text, name
+        assert "cdn.plot.ly" not in text and len(text) < 200_000, name  # plotly.js not embedded again
+        (data,) = plotly_data(text)
+        assert data and any(has_points(t) for t in data), name
+    index = (out / "index.html").read_text()
+    assert all(f'href="{name}.html"' in index for name in expected)
+    trials = study(stores, "review").get_trials()
+    best = max(trials, key=lambda t: t.value)
+    assert f"<td>{best.value:.4f}</td>" in index and f"{best.user_attrs['param_count']:,}" in index
+
+    curves = plotly_data((out / "val_acc_curves.html").read_text())[0]
+    assert len(curves) == 3
+    thick = [t for t in curves if t["line"]["width"] == 4]
+    assert len(thick) == 1 and thick[0]["name"].startswith(f"trial {best.number} ")
+    assert thick[0]["y"] == [best.intermediate_values[e] for e in sorted(best.intermediate_values)]
+
+    parent = study(stores, "review").user_attrs["hpsearch.mlflow_parent_run_id"]
+    logged = {Path(a.path).name for a in client(stores).list_artifacts(parent, "plots")}
+    assert {f"{n}.html" for n in expected} | {"index.html", "plotly.min.js"} <= logged
+
+
+def test_plots_on_pruned_and_failed_trials_says_what_it_skipped(cli, stores):
+    states = sorted(t.state.name for t in study(stores, "rough").get_trials())
+    assert states == ["COMPLETE", "FAIL", "PRUNED", "PRUNED"]
+    out = stores / "rough-figs"
+    result = cli("plots", "--study", "rough", "--out", out)
+    skipped = [line for line in result.output.splitlines() if line.startswith("skipped ")]
+    assert "skipped param_importances: needs two completed trials" in skipped
+    assert any(line.startswith("skipped contour:") for line in skipped)
+    for name in ("optimization_history", "intermediate_values", "timeline", "val_acc_curves", "accuracy_vs_params"):
+        (data,) = plotly_data((out / f"{name}.html").read_text())
+        assert any(has_points(t) for t in data), name
+    assert not (out / "param_importances.html").exists()
+    assert "needs two completed trials" in (out / "index.html").read_text()
+
+
+def test_pareto_front_keeps_only_undominated_trials():
+    points = [
+        {"number": 0, "param_count": 100, "accuracy": 0.50},
+        {"number": 1, "param_count": 200, "accuracy": 0.70},
+        {"number": 2, "param_count": 300, "accuracy": 0.60},  # more parameters, less accurate than 1
+        {"number": 3, "param_count": 100, "accuracy": 0.40},  # same size as 0, less accurate
+        {"number": 4, "param_count": 400, "accuracy": 0.90},
+    ]
+    assert pareto_front(points) == [0, 1, 4]
+
+
+def test_figures_of_an_empty_and_a_mixed_study_skip_or_draw_without_failing():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from search.plots import Review, study_figures
+
+    empty = optuna.create_study(direction="maximize")
+    drawn = study_figures(Review(empty, {"metric": "val_acc"}, [], None, None))
+    assert all(d.fig is None and d.skipped for d in drawn)
+
+    mixed = optuna.create_study(direction="maximize")
+    dist = {"lr": FloatDistribution(0.01, 0.2, log=True)}
+    for lr, acc in ((0.02, 0.5), (0.1, 0.6)):
+        mixed.add_trial(create_trial(params={"lr": lr}, distributions=dist, value=acc,
+                                     intermediate_values={1: acc - 0.1, 2: acc},
+                                     user_attrs={"param_count": 1000, "best_val_acc": acc}))
+    mixed.add_trial(create_trial(params={"lr": 0.05}, distributions=dist, state=TrialState.PRUNED,
+                                 intermediate_values={1: 0.1}))
+    mixed.add_trial(create_trial(state=TrialState.FAIL))
+    drawn = {d.key: d for d in study_figures(Review(mixed, {"metric": "val_acc"}, mixed.get_trials(), None, None))}
+    assert "two parameters" in drawn["contour"].skipped
+    assert {k for k, d in drawn.items() if d.fig is not None} == {
+        "optimization_history", "param_importances", "parallel_coordinate", "slice", "intermediate_values",
+        "timeline", "val_acc_curves", "accuracy_vs_params"}
+    styles = {t.name: t.line.dash for t in drawn["val_acc_curves"].fig.data}
+    assert styles == {"trial 0 (complete)": "solid", "trial 1 (complete) best": "solid", "trial 2 (pruned)": "dash"}
+
+
+# -- promote and predict --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def kaggle_file(stores):
+    return write_kaggle_file(stores / "kaggle.pkl", N_KAGGLE, layout="hwc", seed=5)
+
+
+@pytest.fixture(scope="module")
+def promoted(stores, kaggle_file):
+    """The best trial, promoted once with a submission."""
+    from click.testing import CliRunner
+
+    from search.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(stores)
+        result = CliRunner().invoke(main, ["promote", "--study", "review", "--kaggle-test", str(kaggle_file),
+                                           "--out", "submission.csv"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def test_promote_registers_the_best_trial_with_lineage_and_writes_the_submission(stores, promoted):
+    best = study(stores, "review").best_trial
+    c = client(stores)
+    version = c.get_model_version_by_alias("hpsearch-review", "champion")
+    assert str(version.version) == "1"
+    tags = version.tags
+    assert tags["hpsearch.study"] == "review" and tags["hpsearch.trial"] == str(best.number)
+    run_id = best.user_attrs["mlflow_run_id"]
+    assert tags["hpsearch.run_id"] == run_id == version.run_id
+    assert tags["hpsearch.param_count"] == str(best.user_attrs["param_count"])
+    assert float(tags["hpsearch.val_acc"]) == pytest.approx(best.value, abs=1e-6)
+    run = c.get_run(run_id)
+    assert run.data.tags["hpsearch.promoted"] == "true"
+    assert float(tags["hpsearch.test_acc"]) == pytest.approx(run.data.metrics["test_acc"], abs=1e-6)
+    assert run.info.status == "FINISHED"
+    assert "submission" in {a.path for a in c.list_artifacts(run_id)}
+    assert study(stores, "review").user_attrs["hpsearch.promoted"][str(best.number)][0]["version"] == "1"
+    # Side by side: parameters, count, val and test accuracy.
+    assert f"{best.user_attrs['param_count']:,}" in promoted and f"{best.value:.4f}" in promoted
+    assert f"{run.data.metrics['test_acc']:.4f}" in promoted
+
+    header, rows = read_csv(stores / "submission.csv")
+    assert header == ["ID", "Labels"]
+    assert [int(r[0]) for r in rows] == list(range(N_KAGGLE))
+    assert all(0 <= int(r[1]) < 10 for r in rows)
+
+
+def test_promote_again_moves_the_alias_and_predict_reproduces_it_from_the_registry(cli, stores, kaggle_file,
+                                                                                    promoted, monkeypatch):
+    best = study(stores, "review").best_trial
+    other = next(t for t in study(stores, "review").get_trials() if t.number != best.number)
+    monkeypatch.chdir(stores)
+    result = cli("promote", "--study", "review", "--trial", other.number, "--kaggle-test", kaggle_file,
+                 "--out", "sub2.csv", "--tta")
+    assert "test acc, flip TTA" in result.output
+    c = client(stores)
+    champion = c.get_model_version_by_alias("hpsearch-review", "champion")
+    assert str(champion.version) == "2" and champion.tags["hpsearch.trial"] == str(other.number)
+    assert "champion" not in c.get_model_version("hpsearch-review", "1").aliases
+
+    uri = f"sqlite:///{stores}/mlruns/mlflow.db"
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "search.cli", "predict", "--model", "models:/hpsearch-review@champion",
+         "--kaggle-test", str(kaggle_file), "--out", "predicted.csv", "--tta", "--tracking-uri", uri],
+        cwd=stores, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (stores / "predicted.csv").read_text() == (stores / "sub2.csv").read_text()
+    header, rows = read_csv(stores / "predicted.csv")
+    assert len(rows) == N_KAGGLE
+
+
+# -- report -------------------------------------------------------------------------------
+def test_report_is_one_offline_page_with_the_best_trial(cli, stores, promoted):
+    out = stores / "report.html"
+    cli("report", "--study", "review", "--out", out)
+    text = out.read_text()
+    assert '<script src="http' not in text
+    assert text.count("plotly.js v") == 1  # the library's banner: embedded exactly once
+    best = study(stores, "review").best_trial
+    run_id = best.user_attrs["mlflow_run_id"]
+    c = client(stores)
+    test_acc = c.get_run(run_id).data.metrics["test_acc"]
+    assert f"{best.user_attrs['param_count']:,}" in text
+    assert f"{best.value:.4f}" in text and f"{test_acc:.4f}" in text
+    assert "hpsearch-review v1" in text
+    figures = plotly_data(text)
+    assert len(figures) >= 5
+    losses = [m.value for m in c.get_metric_history(run_id, "train_loss")]
+    curves = {t["name"]: t for data in figures for t in data if t.get("name") in ("train loss", "val acc")}
+    assert curves["train loss"]["y"] == losses
+    assert curves["val acc"]["y"] == [best.intermediate_values[e] for e in sorted(best.intermediate_values)]
+    for name in ("3 COMPLETE", "Compute spent", "lr", "weight_decay"):
+        assert name.lower() in text.lower()
+
+
+# -- bad input --------------------------------------------------------------------------------
+def test_bad_input_is_one_line_and_exit_2(cli, stores, kaggle_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(stores)
+    assert "no study 'nope'" in one_line_error(cli("plots", "--study", "nope", ok=False))
+    assert "no study 'nope'" in one_line_error(cli("promote", "--study", "nope", ok=False))
+    assert "no study 'nope'" in one_line_error(cli("report", "--study", "nope", ok=False))
+    assert "has no trial 99" in one_line_error(cli("promote", "--study", "review", "--trial", 99, ok=False))
+    rough = {t.state.name: t.number for t in study(stores, "rough").get_trials()}
+    line = one_line_error(cli("promote", "--study", "rough", "--trial", rough["FAIL"], ok=False))
+    assert "is FAIL" in line and "only a COMPLETE trial" in line
+    line = one_line_error(cli("promote", "--study", "rough", "--trial", rough["PRUNED"], ok=False))
+    assert "is PRUNED" in line and "over budget" in line
+
+    versions = len(client(stores).search_model_versions("name='hpsearch-review'"))
+    bad = tmp_path / "bad.pkl"
+    with open(bad, "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 100), np.uint8), b"ids": [0, 1, 2, 3]}, f)
+    line = one_line_error(cli("promote", "--study", "review", "--kaggle-test", bad, ok=False))
+    assert "allowed layouts" in line
+    short = tmp_path / "short.pkl"
+    with open(short, "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 3072), np.uint8), b"ids": [0, 1, 2]}, f)
+    assert "3 ids for 4 images" in one_line_error(
+        cli("promote", "--study", "review", "--kaggle-test", short, ok=False))
+    line = one_line_error(cli("predict", "--model", "models:/hpsearch-review@champion", "--kaggle-test", bad,
+                              "--out", tmp_path / "x.csv", ok=False))
+    assert "allowed layouts" in line
+    # Refused before anything was logged or registered.
+    assert len(client(stores).search_model_versions("name='hpsearch-review'")) == versions
+    assert "needs --kaggle-test" in one_line_error(
+        cli("promote", "--study", "review", "--out", "x.csv", ok=False))
+    line = one_line_error(cli("predict", "--model", "models:/no-such-model@champion", "--kaggle-test",
+                              kaggle_file, "--out", tmp_path / "y.csv", ok=False))
+    assert "no-such-model" in line
