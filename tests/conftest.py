@@ -9,6 +9,14 @@ ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ROOT / "studies"
 
 
+@pytest.fixture(autouse=True)
+def isolated_mlflow_env(monkeypatch):
+    """`mlflow.set_tracking_uri` exports MLFLOW_TRACKING_URI for subprocesses;
+    in-process CLI tests must not hand one test's URI to the next."""
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A fresh working directory: the default stores (mlruns/) land here."""

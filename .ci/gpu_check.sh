@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# GPU check of issue 6 (fast training path, `hpsearch bench`); not run by CI.
+#
+# From the repository root, on a machine with a CUDA GPU and torch installed
+# (hpsearch itself need not be installed):
+#     OUT=/some/dir bash .ci/gpu_check.sh        # OUT defaults to ./gpu-out
+# It writes $OUT/bench-resnet-seed.json, $OUT/bench-resnet-tiny.json,
+# $OUT/train.json and $OUT/gpu_check.log.
+#
+# Needs torch, torchvision, numpy, pillow, click and rich. The `hpsearch` group
+# also imports optuna at start-up: where optuna is missing, wheels in .whl/
+# (optuna, alembic, sqlalchemy, mako, colorlog for the machine's Python) are
+# installed into /tmp/site; failing that the bench and train commands are
+# invoked directly, which works without optuna. The search-overhead part of
+# the bench (MLflow + Optuna stores) is measured on the CPU machine, not here.
+#
+# Budget: about 150 s on an H100/H200 in all. Each step has its own time limit
+# so that a slow torch.compile cannot eat the others, and `bench` writes its
+# JSON after every part (compilation comes last), so a step cut short still
+# leaves its figures.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_check.log") 2>&1
+export PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true PIP_DISABLE_PIP_VERSION_CHECK=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+START=$(date +%s)
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+
+if ! python3 -c "import optuna" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+python3 - <<'EOF'
+import importlib
+for name in ("torch", "torchvision", "numpy", "PIL", "click", "rich", "optuna"):
+    try:
+        print(f"{name} {getattr(importlib.import_module(name), '__version__', '?')}")
+    except ImportError as e:
+        print(f"{name} MISSING ({e})")
+import torch
+print(f"cuda available {torch.cuda.is_available()}, CUDA {torch.version.cuda}, "
+      f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-'}")
+EOF
+
+if python3 -c "import optuna" 2>/dev/null; then
+  BENCH=(python3 -m search.cli bench)
+  TRAIN=(python3 -m search.cli train)
+else
+  echo "optuna missing: calling the bench and train commands directly (the hpsearch group imports optuna)"
+  BENCH=(python3 -c "from search.cli_bench import bench_cmd; bench_cmd()")
+  TRAIN=(python3 -c "from search.cli import train_cmd; train_cmd()")
+fi
+
+step() {  # step LIMIT_SECONDS NAME COMMAND...
+  local limit=$1 name=$2 t0 rc
+  shift 2
+  t0=$(date +%s)
+  echo "=== $name (limit ${limit}s): $*"
+  timeout --kill-after=5 "$limit" "$@"
+  rc=$?
+  echo "=== $name: exit $rc after $(( $(date +%s) - t0 ))s ($(( $(date +%s) - START ))s in all)"
+}
+
+# Data path and training step of the report's network, then cudnn.benchmark and
+# torch.compile variants of the step (compilation of forward + backward last).
+step 75 bench-resnet-seed "${BENCH[@]}" --device cuda --model resnet-seed --only data --only step \
+  --json "$OUT/bench-resnet-seed.json"
+# The tiny preset: launch-bound, where compile should help most.
+step 35 bench-resnet-tiny "${BENCH[@]}" --device cuda --model resnet-tiny --only step \
+  --json "$OUT/bench-resnet-tiny.json"
+# A real 3-epoch run on a CIFAR-10-sized synthetic set (50,000 train / 5,000 val).
+step 35 train "${TRAIN[@]}" --model resnet-seed --dataset synthetic --set synthetic_size=55000 \
+  --set val_size=5000 --epochs 3 --device cuda --no-track --json "$OUT/train.json"
+
+python3 - "$OUT" <<'EOF'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+for name in ("bench-resnet-seed.json", "bench-resnet-tiny.json"):
+    p = out / name
+    if not p.exists():
+        print(f"{name}: missing"); continue
+    r = json.loads(p.read_text())
+    d, s = r.get("data_path", {}), r.get("train_step", {})
+    print(f"{name}: {r.get('device_name')} torch {r.get('torch')}")
+    if "ratio" in d:
+        print(f"  data path: ours {d['ours_images_per_s']:,.0f} img/s vs torchvision {d['torchvision_images_per_s']:,.0f}"
+              f" ({d['num_workers']} workers): {d['ratio']:.1f}x")
+    if "ratio" in s:
+        print(f"  step {s['model']}: ours {s['ours_images_per_s']:,.0f} vs naive {s['naive_images_per_s']:,.0f} img/s:"
+              f" {s['ratio']:.2f}x; full loop {s['ours_with_augmentation_images_per_s']:,.0f} img/s,"
+              f" host syncs/step {s.get('host_syncs_per_step')}")
+        for k, v in (s.get("variants") or {}).items():
+            print(f"  + {k}: {v}")
+    for k, v in r.items():
+        if isinstance(v, dict) and "error" in v:
+            print(f"  {k} failed: {v['error']}")
+p = out / "train.json"
+if p.exists():
+    t = json.loads(p.read_text())
+    secs = [e["seconds"] for e in t["epochs"]]
+    print(f"train.json: best val_acc {t['best_val_acc']:.4f}; epoch seconds {[round(s, 2) for s in secs]}"
+          f" ({50000 / min(secs):,.0f} img/s incl. eval at best)")
+else:
+    print("train.json: missing")
+EOF
+echo "total $(( $(date +%s) - START ))s"

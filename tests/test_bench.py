@@ -1,0 +1,48 @@
+"""`hpsearch bench` at tiny sizes: a benchmark, not a timed test. The figures
+must exist and be positive; their size is not asserted (CI machines vary)."""
+
+import json
+import math
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_quick_bench_prints_and_writes_every_figure(cli, workdir):
+    out = workdir / "bench.json"
+    result = cli("bench", "--quick", "--device", "cpu", "--json", out)
+    for needle in ("data path", "training step", "search overhead", "bench.json"):
+        assert needle in result.output
+
+    r = json.loads(out.read_text())
+    assert r["device"] == "cpu" and r["quick"] is True
+    assert r["cores"] >= 1 and r["torch"] and r["model"] == "resnet-tiny" and r["batch_size"] == 64
+    assert set(r["sizes"]) >= {"rounds", "data_images", "trials", "epochs", "synthetic_size", "val_size"}
+
+    d = r["data_path"]
+    for key in ("ours_images_per_s", "torchvision_images_per_s", "ratio"):
+        assert positive(d[key]), key
+    assert d["num_workers"] == r["cores"] and d["images_per_round"] > 0
+    assert d["ratio"] == d["ours_images_per_s"] / d["torchvision_images_per_s"]
+
+    s = r["train_step"]
+    for key in ("naive_images_per_s", "ours_images_per_s", "ratio", "ours_with_augmentation_images_per_s"):
+        assert positive(s[key]), key
+    assert s["ours_path"] == {"channels_last": False, "bf16_autocast": False, "compile": False}  # CPU
+
+    o = r["search_overhead"]
+    assert 0 < o["fraction"] < 1 and positive(o["mean_trial_seconds"])
+    assert o["trial_size"]["model"] == "resnet-tiny" and o["trial_size"]["trials"] == len(o["trials"]) == 1
+    (trial,) = o["trials"]
+    assert trial["state"] == "COMPLETE" and trial["epochs"] == r["sizes"]["epochs"]
+    assert positive(trial["wall_seconds"]) and positive(trial["epoch_seconds"])
+    assert math.isclose(trial["overhead_seconds"], trial["wall_seconds"] - trial["epoch_seconds"])
+    assert math.isclose(sum(trial["breakdown_seconds"].values()), trial["overhead_seconds"], abs_tol=1e-3)
+    # The study ran in a temporary directory: nothing landed in the caller's.
+    assert not (workdir / "mlruns").exists()
+
+
+def test_bench_refuses_an_unknown_model_in_one_line(cli, workdir):
+    r = cli("bench", "--quick", "--device", "cpu", "--model", "resnet-huge", ok=False)
+    assert r.exit_code == 2 and "unknown preset 'resnet-huge'" in r.output and "Traceback" not in r.output
