@@ -687,9 +687,13 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     import json
 
     from search.config import TrainConfig
+    from search.errors import UserError
     from search.train import resolve_device
 
-    device = resolve_device(opts.device)
+    try:
+        device = resolve_device(opts.device)
+    except RuntimeError as e:  # --device cuda without a GPU
+        raise UserError(str(e)) from None
     cores = usable_cores()
     sizes = SIZES[(device.type, opts.quick)]
     if opts.rounds is not None:
