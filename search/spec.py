@@ -12,7 +12,6 @@ in any store before the whole file has passed.
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 import tomllib
@@ -416,11 +415,6 @@ def suggest(trial, spec: StudySpec) -> dict[str, Any]:
         else:
             params[name] = trial.suggest_float(name, float(p.low), float(p.high), step=p.step, log=p.log)
     return params
-
-
-def grid_cells(spec: StudySpec) -> list[dict[str, Any]]:
-    names = list(spec.space)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(spec.search_space()[n] for n in names))]
 
 
 def make_sampler(spec: StudySpec, seed: int | None = None):
