@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.errors import DataError
+from data.errors import DataError, integer_per_image
 from data.safe_pickle import safe_load_pickle
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -89,14 +89,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         found = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DataError(f"{path}: b'data' is a {found}; expected a uint8 array of shape (N, 3072) (CHW-flat 3x32x32)")
-    try:
-        labels_arr = np.asarray(labels)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{path}: b'labels' is not a list of integers ({e})") from e
-    if labels_arr.ndim != 1 or not (labels_arr.size == 0 or np.issubdtype(labels_arr.dtype, np.integer)):
-        raise DataError(f"{path}: b'labels' must be a flat list of integers, got {labels_arr.dtype} of shape {labels_arr.shape}")
-    if labels_arr.shape[0] != data.shape[0]:
-        raise DataError(f"{path}: {labels_arr.shape[0]} labels for {data.shape[0]} images; expected one label per image")
+    labels_arr = integer_per_image(labels, path, "labels", data.shape[0], "labels")
     if labels_arr.size and (labels_arr.min() < 0 or labels_arr.max() > 9):
         raise DataError(
             f"{path}: labels range {int(labels_arr.min())}..{int(labels_arr.max())}; CIFAR-10 labels must be in 0..9"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.errors import DataError
+from data.errors import DataError, integer_per_image
 from data.safe_pickle import safe_load_pickle
 
 LAYOUTS = {
@@ -59,14 +59,7 @@ def read_kaggle_test(path: str | os.PathLike) -> tuple[torch.Tensor, list[int]]:
         images = data.transpose(0, 3, 1, 2)
     else:
         images = data
-    try:
-        id_arr = np.asarray(ids)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{path}: b'ids' is not a list of integers ({e})") from e
-    if id_arr.ndim != 1 or not (id_arr.size == 0 or np.issubdtype(id_arr.dtype, np.integer)):
-        raise DataError(f"{path}: b'ids' must be a flat list of integers, got {id_arr.dtype} of shape {id_arr.shape}")
-    if id_arr.shape[0] != images.shape[0]:
-        raise DataError(f"{path}: {id_arr.shape[0]} ids for {images.shape[0]} images (data shape {data.shape}); expected one id per image")
+    id_arr = integer_per_image(ids, path, "ids", images.shape[0], "ids", f" (data shape {data.shape})")
     return torch.from_numpy(np.ascontiguousarray(images).copy()), [int(i) for i in id_arr]
 
 
