@@ -18,6 +18,23 @@ def isolated_mlflow_env(monkeypatch):
 
 
 @pytest.fixture
+def offline(monkeypatch):
+    """Offline on any machine: every HTTP(S) request meets a proxy on the
+    discard port, which refuses at once. urllib builds its global opener, with
+    the proxies of that moment, on the first `urlopen`; dropping it before and
+    after keeps this proxy from leaking into later tests' loopback requests."""
+    import urllib.request
+
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    urllib.request.install_opener(None)
+    yield
+    urllib.request.install_opener(None)
+
+
+@pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A fresh working directory: the default stores (mlruns/) land here."""
     monkeypatch.chdir(tmp_path)

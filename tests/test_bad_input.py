@@ -91,12 +91,7 @@ def test_workers_zero(cli, workdir):
     ("truncated", ["data_batch_2"]),
     ("corrupt", ["data_batch_2"]),
 ])
-def test_missing_truncated_or_corrupt_cifar_batch(cli, workdir, monkeypatch, damage, needles):
-    # Offline on any machine: the downloader meets a refused proxy at once.
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
+def test_missing_truncated_or_corrupt_cifar_batch(cli, workdir, offline, damage, needles):
     root = workdir / "cifar"
     write_cifar_batches(root, n_per_batch=20, n_test=5)
     batch = root / "cifar-10-batches-py" / "data_batch_2"
