@@ -69,18 +69,22 @@ def report_cmd(study_name, out, storage, tracking_uri):
 @click.option("--kaggle-test", type=click.Path(dir_okay=False), help="Kaggle test pickle to predict.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Submission CSV [default: submission.csv].")
 @click.option("--tta", is_flag=True, help="Average predictions with the mirrored image.")
+@click.option("--select-on-test", is_flag=True,
+              help="LEAKY: measure every completed trial on the test split and promote the best there "
+                   "(the seed report's protocol); tagged leaky in MLflow.")
 @storage_option
 @tracking_option
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="HPSEARCH_DATA_DIR",
               help="Where cifar-10-batches-py lives (for the test split).")
-def promote_cmd(study_name, trial_number, model_name, kaggle_test, out, tta, storage, tracking_uri, data_dir):
+def promote_cmd(study_name, trial_number, model_name, kaggle_test, out, tta, select_on_test, storage,
+                tracking_uri, data_dir):
     """Measure the chosen trial once on the test split, register it with alias champion, write a submission."""
     from search.promote import promote
 
     _quiet_downloads()
     result = promote(study_name, trial_number=trial_number, model_name=model_name, kaggle_test=kaggle_test,
                      out=out, tta=tta, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
-                     say=click.echo)
+                     select_on_test=select_on_test, say=click.echo)
     for line in result.lines():
         click.echo(line)
 

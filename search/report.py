@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from search.plots import TABLE_CSS, Review, load_review, study_figures, top_table_html
-from search.promote import PROMOTED
+from search.promote import LEAKY, PROMOTED
 
 DEFAULT_REPORTS_DIR = Path("mlruns/reports")
 CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -82,8 +82,12 @@ def best_section(review: Review) -> tuple[str, list]:
     run_id = best.user_attrs.get("mlflow_run_id")
     run = review.tracker.client.get_run(run_id) if run_id else None
     metrics, tags = (run.data.metrics, run.data.tags) if run else ({}, {})
-    if tags.get(PROMOTED) == "true" and "test_acc" in metrics:
-        test = f"{metrics['test_acc']:.4f} (measured once by <code>hpsearch promote</code>)"
+    leaky = tags.get(LEAKY) == "true"
+    if "test_acc" in metrics and (leaky or tags.get(PROMOTED) == "true"):
+        test = f"{metrics['test_acc']:.4f} " + (
+            "(<strong>LEAKY</strong>: measured by <code>hpsearch promote --select-on-test</code>, which chose "
+            "a trial by this figure, so it is optimistic)" if leaky
+            else "(measured once by <code>hpsearch promote</code>)")
         if "test_acc_tta" in metrics:
             test += f"; with flip TTA {metrics['test_acc_tta']:.4f}"
     else:

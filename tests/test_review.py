@@ -280,6 +280,30 @@ def test_promote_again_moves_the_alias_and_predict_reproduces_it_from_the_regist
     assert len(rows) == N_KAGGLE
 
 
+def test_select_on_test_measures_every_trial_promotes_the_best_there_and_says_leaky(cli, stores, promoted,
+                                                                                     monkeypatch):
+    monkeypatch.chdir(stores)
+    line = one_line_error(cli("promote", "--study", "review", "--select-on-test", "--trial", 0, ok=False))
+    assert "--select-on-test" in line and "--trial" in line
+    result = cli("promote", "--study", "review", "--select-on-test", "--model-name", "leaky-review")
+    assert "LEAKY" in result.output and "NOT what the trial was selected on" in result.output
+    c = client(stores)
+    complete = [t for t in study(stores, "review").get_trials() if t.state.name == "COMPLETE"]
+    runs = {t.number: c.get_run(t.user_attrs["mlflow_run_id"]) for t in complete}
+    test_accs = {n: r.data.metrics["test_acc"] for n, r in runs.items()}
+    assert all(r.data.tags["hpsearch.leaky"] == "true" for r in runs.values())
+    champion = c.get_model_version_by_alias("leaky-review", "champion")
+    chosen = int(champion.tags["hpsearch.trial"])
+    assert test_accs[chosen] == max(test_accs.values())
+    assert champion.tags["hpsearch.selection"] == "test (leaky)" and "LEAKY" in champion.description
+    assert runs[chosen].data.tags["hpsearch.selection"] == "test (leaky)"
+    # The validation-selected promotion of the other test stays labelled as such.
+    assert c.get_model_version("hpsearch-review", "1").tags["hpsearch.selection"] == "validation"
+    out = stores / "leaky-report.html"
+    cli("report", "--study", "review", "--out", out)
+    assert "LEAKY" in out.read_text()
+
+
 # -- report -------------------------------------------------------------------------------
 def test_report_is_one_offline_page_with_the_best_trial(cli, stores, promoted):
     out = stores / "report.html"
