@@ -141,9 +141,15 @@ def stop_group(proc: subprocess.Popen, grace: float = STOP_GRACE) -> int:
     return len(left)
 
 
+# The probe asks a server this process just started on host:port; a proxy
+# from the user's environment (http_proxy without a no_proxy for loopback)
+# would only stand between them, so the probe's opener has none.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
+        with _DIRECT.open(url, timeout=2) as r:
             return r.status < 500
     except urllib.error.HTTPError as e:  # an HTTP error page still means it is serving
         return e.code < 500

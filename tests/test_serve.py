@@ -105,9 +105,9 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path):
     pytest.fail(f"{url} did not answer in {START_DEADLINE} s:\n{log.read_text()}")
 
 
-def start(root: Path, *args) -> tuple[subprocess.Popen, Path]:
+def start(root: Path, *args, **extra_env) -> tuple[subprocess.Popen, Path]:
     log = root / f"{args[0]}.log"
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", **extra_env)
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("HPSEARCH_STORAGE", None)
     with open(log, "w") as out:
@@ -140,7 +140,11 @@ def test_ui_serves_the_runs_and_sigint_stops_every_process(served):
     study = optuna.load_study(study_name="served", storage=f"sqlite:///{served}/mlruns/optuna.db")
     experiment_id = study.user_attrs["hpsearch.mlflow_experiment_id"]
     port = free_port()
-    proc, log = start(served, "ui", "--port", port, "--tracking-uri", f"sqlite:///{served}/mlruns/mlflow.db")
+    # A proxy in the user's environment (here one that refuses everything)
+    # must not stand between `ui` and the server it started on loopback.
+    dead_proxy = {v: "http://127.0.0.1:9" for v in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")}
+    proc, log = start(served, "ui", "--port", port, "--tracking-uri", f"sqlite:///{served}/mlruns/mlflow.db",
+                      no_proxy="", NO_PROXY="", **dead_proxy)
     seen: set[int] = set()
     try:
         base = f"http://127.0.0.1:{port}"
@@ -154,7 +158,7 @@ def test_ui_serves_the_runs_and_sigint_stops_every_process(served):
     finally:
         seen |= descendants(proc.pid)
         output = stop_and_check(proc, signal.SIGINT, seen, log)
-    assert f"{base}" in output and "MLflow UI stopped" in output
+    assert f"MLflow UI ready: {base}" in output and "MLflow UI stopped" in output
 
 
 def test_dashboard_serves_the_study_and_sigterm_stops_it(served):
