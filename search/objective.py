@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +62,46 @@ class OptunaReporter:
 
 
 class EpochCheckpoint:
-    """Writes `last.pt` every epoch (atomically) so a retry resumes from it."""
+    """Writes `last.pt` (atomically) every epoch so a retry resumes from it,
+    without stalling training: the snapshot is a CPU copy taken at once, the
+    write overlaps the next epoch, and at most one write is in flight.
 
-    def __init__(self, path: Path):
-        self.path = path
+    `then(record, state)` runs after an epoch's checkpoint is on disk; the
+    objective logs the epoch to MLflow there, so MLflow never holds an epoch
+    that a resumed trial would train again (`_backfill` covers the other
+    order). Written by hand: torch has no asynchronous save for a plain
+    state dict on disk (torch.distributed.checkpoint's async save needs a
+    process group and writes a directory format)."""
+
+    def __init__(self, path: Path, then: Callable[[Any, TrainState], None]):
+        self.path, self.then = path, then
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpsearch-checkpoint")
+        self._pending: Future | None = None
 
     def on_epoch_end(self, record, state: TrainState) -> None:
-        atomic_save(state.checkpoint(), self.path)
+        self._wait()  # a failed earlier write raises here, inside train()
+        snapshot = state.checkpoint()
+        self._pending = self._pool.submit(self._write, snapshot, record, state)
+
+    def _write(self, snapshot: dict, record, state: TrainState) -> None:
+        atomic_save(snapshot, self.path)
+        self.then(record, state)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> Exception | None:
+        """Wait for the last write. Its failure is returned, not raised, so it
+        cannot replace an interrupt that is being handled."""
+        try:
+            self._wait()
+            return None
+        except Exception as e:
+            return e
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class Objective:
@@ -151,11 +186,17 @@ class Objective:
             trial.set_user_attr("resumed_from_epoch", resume["epoch"])
             self._backfill(run_id, resume)
             self._say(trial, f"resuming from epoch {resume['epoch']} checkpoint")
-        callbacks = [EpochCheckpoint(last), EpochLogger(tracker, run_id), OptunaReporter(trial, spec.metric)]
+        epoch_checkpoint = EpochCheckpoint(last, then=EpochLogger(tracker, run_id).on_epoch_end)
+        callbacks = [epoch_checkpoint, OptunaReporter(trial, spec.metric)]
         if self.progress is not None:
             callbacks.append(self.progress.epoch_callback(trial.number, config.epochs))
         try:
-            result = train(config, self.data, callbacks, resume=resume)
+            try:
+                result = train(config, self.data, callbacks, resume=resume)
+            finally:
+                write_error = epoch_checkpoint.close()  # the last epoch's write and MLflow record land first
+            if write_error is not None:
+                raise write_error
         except (KeyboardInterrupt, SystemExit):
             # Recorded as interrupted in both stores and queued again with the
             # same parameters (Optuna's retry callback, as for a dead worker),

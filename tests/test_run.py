@@ -191,3 +191,21 @@ def test_a_failing_trial_does_not_stop_the_study(cli, workdir):
     assert failed.state.name == "FAIL" and "non-finite loss" in failed.user_attrs["fail_reason"]
     run = mlflow_client().get_run(failed.user_attrs["mlflow_run_id"])
     assert run.info.status == "FAILED" and "non-finite" in run.data.tags["hpsearch.reason"]
+
+
+def test_an_epoch_checkpoint_that_cannot_be_written_fails_its_trial_not_the_study(cli, workdir, monkeypatch):
+    # The epoch checkpoint is written off the training thread; its failure
+    # still reaches the trial, with the reason, in both stores.
+    blocker = workdir / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("HPSEARCH_CHECKPOINT_DIR", str(blocker / "checkpoints"))
+    spec = write_study(workdir / "w.toml", TINY_GRID.replace("batch_size = [32, 64]", "batch_size = [64]"))
+    cli("run", "--study", spec, "--quiet")
+    trials = load("w").get_trials()
+    assert len(trials) == 2 and {t.state.name for t in trials} == {"FAIL"}
+    for t in trials:
+        assert "NotADirectoryError" in t.user_attrs["fail_reason"] and "a-file" in t.user_attrs["fail_reason"]
+        run = mlflow_client().get_run(t.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FAILED" and "NotADirectoryError" in run.data.tags["hpsearch.reason"]
+        # No epoch reached MLflow: each is logged only once its checkpoint is on disk.
+        assert mlflow_client().get_metric_history(run.info.run_id, "val_acc") == []
