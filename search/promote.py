@@ -3,12 +3,13 @@ registered model and a Kaggle submission.
 
 Promotion is where the test split is touched, once per promotion, and only
 to measure: the trial is chosen on validation accuracy (or named by the
-user). Choosing on test accuracy, as the seed report did, is possible only
-with `select_on_test`, which measures every completed trial on the test
-split and marks the result leaky wherever it is recorded. Its best checkpoint is rebuilt from MLflow,
-evaluated on the test split of the exact data it was trained on (the split
-digest recorded in its manifest is checked), logged as a pickled PyTorch
-model with a signature, registered, and the `champion` alias moved to it.
+user). Its best checkpoint is rebuilt from MLflow, evaluated on the test
+split of the exact data it was trained on (the split digest recorded in its
+manifest is checked), logged as a pickled PyTorch model with a signature,
+registered, and the `champion` alias moved to it. Choosing on test accuracy,
+as the seed report did, is possible only with `select_on_test`, which
+measures every completed trial on the test split and marks the result leaky
+wherever it is recorded.
 
 The registered model takes the normalised float batch (N, 3, 32, 32) and
 returns logits; `predict` needs only the registry and the Kaggle file.
@@ -132,13 +133,18 @@ def _recorded_digest(review: Review, run_id: str, tmp: Path) -> str | None:
     return (manifest.get("data") or {}).get("digest")
 
 
-def _rebuild_data(config, data_dir, recorded_digest: str | None, trial: int):
+def _rebuild_data(config, data_dir, recorded_digest: str | None, trial: int, loaded: dict | None = None):
     """The data bundle the trial was trained on; its test split is then the
-    one a promotion may read."""
+    one a promotion may read. `loaded` keeps bundles already built in this
+    promotion: the trials of a study share their data."""
     from data import load_dataset
 
-    data = load_dataset(config.dataset, data_dir=data_dir, val_size=config.val_size,
-                        split_seed=config.split_seed, synthetic_size=config.synthetic_size)
+    key = (config.dataset, config.val_size, config.split_seed, config.synthetic_size)
+    loaded = {} if loaded is None else loaded
+    if key not in loaded:
+        loaded[key] = load_dataset(config.dataset, data_dir=data_dir, val_size=config.val_size,
+                                   split_seed=config.split_seed, synthetic_size=config.synthetic_size)
+    data = loaded[key]
     if recorded_digest and data.digest != recorded_digest:
         raise UserError(f"the {config.dataset} data found here is not what trial {trial} was trained on "
                         f"(split digest {data.digest} != recorded {recorded_digest}); pass the --data-dir it used")
@@ -193,7 +199,7 @@ class _Measured:
     test_acc: float
 
 
-def _measure(review: Review, trial: FrozenTrial, data_dir, device) -> _Measured:
+def _measure(review: Review, trial: FrozenTrial, data_dir, device, loaded: dict | None = None) -> _Measured:
     from search.checkpoint import load_model
     from search.config import TrainConfig
     from search.train import evaluate
@@ -202,7 +208,7 @@ def _measure(review: Review, trial: FrozenTrial, data_dir, device) -> _Measured:
         model, ckpt = load_model(_download_checkpoint(review, trial, Path(tmp)))
         run_id = trial.user_attrs["mlflow_run_id"]
         config = TrainConfig.from_dict(ckpt["train_config"])
-        data = _rebuild_data(config, data_dir, _recorded_digest(review, run_id, Path(tmp)), trial.number)
+        data = _rebuild_data(config, data_dir, _recorded_digest(review, run_id, Path(tmp)), trial.number, loaded)
     model = model.to(device)
     test_x, test_y = data.load_test()
     _, test_acc = evaluate(model, test_x.to(device), test_y.to(device), config.eval_batch_size)
@@ -217,10 +223,10 @@ def _best_on_test(review: Review, data_dir, device, say) -> tuple[_Measured, int
     candidates = [t for t in review.ranked() if not t.user_attrs.get("duplicate")]
     if not candidates:
         choose_trial(review, None)  # raises the one-line "no COMPLETE trial" error
-    best, n = None, 0
+    best, n, loaded = None, 0, {}
     for trial in candidates:
         try:
-            m = _measure(review, trial, data_dir, device)
+            m = _measure(review, trial, data_dir, device, loaded)
         except UserError as e:  # a checkpoint removed by gc: skip it, say so
             say(f"trial {trial.number}: skipped ({e})")
             continue
@@ -298,8 +304,11 @@ def promote(study_name: str, *, trial_number: int | None = None, model_name: str
         f"normalised with the CIFAR-10 mean and std (data.prepare_batch); output: logits of the 10 classes."))
     client.set_registered_model_alias(name, ALIAS, version)
 
-    metrics = {"test_acc": test_acc} | ({"test_acc_tta": test_acc_tta} if test_acc_tta is not None else {})
-    tracker.log_metrics(run_id, metrics)
+    metrics = {} if selection == BY_TEST else {"test_acc": test_acc}  # the leaky pass logged it already
+    if test_acc_tta is not None:
+        metrics["test_acc_tta"] = test_acc_tta
+    if metrics:
+        tracker.log_metrics(run_id, metrics)
     tracker.set_tags(run_id, {PROMOTED: "true", "hpsearch.registered_model": f"{name}/{version}",
                               SELECTION: selection})
     _record_in_study(review, trial.number, {"model": name, "version": version, "test_acc": test_acc,
