@@ -46,12 +46,12 @@ print(f"cuda available {torch.cuda.is_available()}, CUDA {torch.version.cuda}, "
 EOF
 
 if python3 -c "import optuna" 2>/dev/null; then
-  BENCH=(python3 -m search.cli bench)
-  TRAIN=(python3 -m search.cli train)
+  BENCH=(python3 -m hpsearch.search.cli bench)
+  TRAIN=(python3 -m hpsearch.search.cli train)
 else
   echo "optuna missing: calling the bench and train commands directly (the hpsearch group imports optuna)"
-  BENCH=(python3 -c "from search.cli_bench import bench_cmd; bench_cmd()")
-  TRAIN=(python3 -c "from search.cli import train_cmd; train_cmd()")
+  BENCH=(python3 -c "from hpsearch.search.cli.bench import bench_cmd; bench_cmd()")
+  TRAIN=(python3 -c "from hpsearch.search.cli import train_cmd; train_cmd()")
 fi
 
 step() {  # step LIMIT_SECONDS NAME COMMAND...

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from data.cifar import load_cifar10, read_class_names
-from data.errors import DataError
-from data.split import holdout_split, split_digest
-from data.synthetic import SYNTHETIC_CLASSES, make_synthetic
+from hpsearch.data.cifar import load_cifar10, read_class_names
+from hpsearch.data.errors import DataError
+from hpsearch.data.split import holdout_split, split_digest
+from hpsearch.data.synthetic import SYNTHETIC_CLASSES, make_synthetic
 
 DATASETS = ("cifar10", "synthetic")
 # The synthetic test split: half the pool, at most 10,000 images (CIFAR-10's

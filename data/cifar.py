@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.errors import DataError, integer_per_image
-from data.safe_pickle import safe_load_pickle
+from hpsearch.data.errors import DataError, integer_per_image
+from hpsearch.data.safe_pickle import safe_load_pickle
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # from the CIFAR-10 page / torchvision

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.errors import DataError, integer_per_image
-from data.safe_pickle import safe_load_pickle
+from hpsearch.data.errors import DataError, integer_per_image
+from hpsearch.data.safe_pickle import safe_load_pickle
 
 LAYOUTS = {
     "flat": "(N, 3072) CHW-flat",

@@ -19,7 +19,7 @@ import pickle
 from pathlib import Path
 from typing import IO, Any
 
-from data.errors import DataError
+from hpsearch.data.errors import DataError
 
 # numpy moved its internals from numpy.core to numpy._core in 2.0; pickles
 # written by either version name either module, so both spellings are allowed

@@ -13,7 +13,7 @@ import json
 
 import torch
 
-from data.errors import DataError
+from hpsearch.data.errors import DataError
 
 
 def _class_quotas(counts: torch.Tensor, val_size: int) -> torch.Tensor:

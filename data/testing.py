@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.cifar import CIFAR10_FOLDER, CLASSES, META_FILE, TEST_FILES, TRAIN_FILES
+from hpsearch.data.cifar import CIFAR10_FOLDER, CLASSES, META_FILE, TEST_FILES, TRAIN_FILES
 
 
 def _batch(rng: np.random.Generator, n: int, label: str, first_index: int) -> dict:

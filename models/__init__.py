@@ -1,6 +1,6 @@
 """Architectures: the ResNet family of the report, SE blocks, presets, parameter counting."""
 
-from models.registry import (
+from hpsearch.models.registry import (
     PARAM_BUDGET,
     PRESETS,
     UnknownPreset,
@@ -9,7 +9,7 @@ from models.registry import (
     param_count,
     preset_names,
 )
-from models.resnet import BasicBlock, ResNet, ResNetConfig, SEBlock, count_parameters
+from hpsearch.models.resnet import BasicBlock, ResNet, ResNetConfig, SEBlock, count_parameters
 
 __all__ = [
     "PARAM_BUDGET",

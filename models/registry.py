@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.resnet import ResNet, ResNetConfig, count_parameters
+from hpsearch.models.resnet import ResNet, ResNetConfig, count_parameters
 
 PARAM_BUDGET = 5_000_000  # the project's constraint: under 5M trainable parameters
 

@@ -12,9 +12,9 @@ class UserError(Exception):
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    from data import DataError
-    from models import UnknownPreset
-    from search.checkpoint import CheckpointError
-    from search.config import ConfigError
+    from hpsearch.data import DataError
+    from hpsearch.models import UnknownPreset
+    from hpsearch.search.train.checkpoint import CheckpointError
+    from hpsearch.search.train.config import ConfigError
 
     return (UserError, ConfigError, DataError, UnknownPreset, CheckpointError)

@@ -49,7 +49,7 @@ def cli():
     """Run `hpsearch ...` in-process; returns click's Result."""
     from click.testing import CliRunner
 
-    from search.cli import main
+    from hpsearch.search.cli import main
 
     def invoke(*args, ok=True):
         result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
@@ -61,7 +61,7 @@ def cli():
 
 
 def hpsearch_cmd() -> list[str]:
-    return [sys.executable, "-m", "search.cli"]
+    return [sys.executable, "-m", "hpsearch.search.cli"]
 
 
 TINY = ["--set", "model=resnet-tiny", "--set", "synthetic_size=600", "--set", "val_size=100"]

@@ -3,7 +3,7 @@ traceback, and nothing created in either store."""
 
 import pytest
 
-from data.testing import write_cifar_batches
+from hpsearch.data.testing import write_cifar_batches
 
 GOOD = """
 [study]

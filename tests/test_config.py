@@ -1,6 +1,6 @@
 import pytest
 
-from search.config import ConfigError, TrainConfig, parse_assignments, scale_milestones
+from hpsearch.search.train.config import ConfigError, TrainConfig, parse_assignments, scale_milestones
 
 
 def test_defaults_are_the_reports_final_selection():

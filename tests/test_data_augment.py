@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from data import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, augment_batch, normalize, prepare_batch
+from hpsearch.data import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, augment_batch, normalize, prepare_batch
 
 OFF = AugmentConfig.off()
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from data import CLASSES, DataError, default_data_dir, load_cifar10, load_dataset
-from data.testing import write_cifar_batches
+from hpsearch.data import CLASSES, DataError, default_data_dir, load_cifar10, load_dataset
+from hpsearch.data.testing import write_cifar_batches
 
 FOLDER = "cifar-10-batches-py"
 

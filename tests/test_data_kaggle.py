@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from data import DataError, read_kaggle_test, write_submission
-from data.testing import write_kaggle_file
+from hpsearch.data import DataError, read_kaggle_test, write_submission
+from hpsearch.data.testing import write_kaggle_file
 
 
 def test_three_layouts_read_identically(tmp_path):

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from data import DataError, safe_load_pickle
+from hpsearch.data import DataError, safe_load_pickle
 
 
 class _RunsShell:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from data import DataError, holdout_split, split_digest
+from hpsearch.data import DataError, holdout_split, split_digest
 
 
 def _labels(counts, seed=0):

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from data import SYNTHETIC_CLASSES, DataError, load_dataset, make_synthetic
+from hpsearch.data import SYNTHETIC_CLASSES, DataError, load_dataset, make_synthetic
 
 
 def test_shapes_dtypes_and_balanced_labels():

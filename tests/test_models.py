@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models import PARAM_BUDGET, build_model, count_parameters, model_config, param_count, preset_names
+from hpsearch.models import PARAM_BUDGET, build_model, count_parameters, model_config, param_count, preset_names
 
 REPORT_COUNTS = {
     "resnet-seed": 4_985_390,  # report: final network
@@ -53,7 +53,7 @@ def test_init_follows_the_report():
 def test_untrained_network_starts_near_chance_loss(name):
     # A bad init (fan_out on the 10-way classifier) started resnet-seed at
     # loss 17 and it collapsed at lr 0.1; a sound one starts near ln 10.
-    from data import load_dataset, prepare_batch
+    from hpsearch.data import load_dataset, prepare_batch
 
     data = load_dataset("synthetic", val_size=100, split_seed=0, synthetic_size=600)
     x, y = prepare_batch(data.train_x[:64], None), data.train_y[:64]

@@ -42,7 +42,7 @@ def env(**extra):
 
 
 def hpsearch(workdir, *args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "search.cli", *map(str, args)], cwd=workdir, env=env(),
+    return subprocess.Popen([sys.executable, "-m", "hpsearch.search.cli", *map(str, args)], cwd=workdir, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, **popen)
 

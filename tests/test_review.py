@@ -15,8 +15,8 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from data.testing import write_kaggle_file
-from search.plots import pareto_front
+from hpsearch.data.testing import write_kaggle_file
+from hpsearch.search.review.plots import pareto_front
 
 # Three completed trials whose two searched values both vary: every figure
 # can be drawn (importances and contours need that).
@@ -64,7 +64,7 @@ def stores(tmp_path_factory):
     """Both studies run once in a temp working directory (the default stores land there)."""
     from click.testing import CliRunner
 
-    from search.cli import main
+    from hpsearch.search.cli import main
 
     root = tmp_path_factory.mktemp("review")
     with pytest.MonkeyPatch.context() as mp:
@@ -175,7 +175,7 @@ def test_figures_of_an_empty_and_a_mixed_study_skip_or_draw_without_failing():
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from search.plots import Review, study_figures
+    from hpsearch.search.review.plots import Review, study_figures
 
     empty = optuna.create_study(direction="maximize")
     drawn = study_figures(Review(empty, {"metric": "val_acc"}, [], None, None))
@@ -210,7 +210,7 @@ def promoted(stores, kaggle_file):
     """The best trial, promoted once with a submission."""
     from click.testing import CliRunner
 
-    from search.cli import main
+    from hpsearch.search.cli import main
 
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(stores)
@@ -270,7 +270,7 @@ def test_promote_again_moves_the_alias_and_predict_reproduces_it_from_the_regist
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
     env.pop("MLFLOW_TRACKING_URI", None)
     done = subprocess.run(
-        [sys.executable, "-m", "search.cli", "predict", "--model", "models:/hpsearch-review@champion",
+        [sys.executable, "-m", "hpsearch.search.cli", "predict", "--model", "models:/hpsearch-review@champion",
          "--kaggle-test", str(kaggle_file), "--out", "predicted.csv", "--tta", "--tracking-uri", uri],
         cwd=stores, env=env, capture_output=True, text=True, timeout=300,
     )

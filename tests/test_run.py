@@ -7,10 +7,10 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from data import load_dataset
-from data.testing import write_cifar_batches
-from search.checkpoint import load_model
-from search.train import evaluate
+from hpsearch.data import load_dataset
+from hpsearch.data.testing import write_cifar_batches
+from hpsearch.search.train.checkpoint import load_model
+from hpsearch.search.train.loop import evaluate
 
 
 def mlflow_client():

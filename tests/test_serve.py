@@ -36,7 +36,7 @@ START_DEADLINE = 150  # seconds; ~15 s on an idle machine, this one is shared
 def served(tmp_path_factory):
     from click.testing import CliRunner
 
-    from search.cli import main
+    from hpsearch.search.cli import main
 
     root = tmp_path_factory.mktemp("serve")
     (root / "served.toml").write_text(ONE_TRIAL)
@@ -124,7 +124,7 @@ def start(root: Path, *args, **extra_env) -> tuple[subprocess.Popen, Path]:
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("HPSEARCH_STORAGE", None)
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "search.cli", *map(str, args)], cwd=root, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "hpsearch.search.cli", *map(str, args)], cwd=root, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     return proc, log
 

@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from data import load_dataset
-from data.testing import write_cifar_batches
-from search.checkpoint import load_model
-from search.config import TrainConfig
-from search.train import StopTraining, evaluate, train
+from hpsearch.data import load_dataset
+from hpsearch.data.testing import write_cifar_batches
+from hpsearch.search.train.checkpoint import load_model
+from hpsearch.search.train.config import TrainConfig
+from hpsearch.search.train.loop import StopTraining, evaluate, train
 
 SMALL = dict(model="resnet-tiny", dataset="synthetic", synthetic_size=600, val_size=100, batch_size=64)
 

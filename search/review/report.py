@@ -14,8 +14,8 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
-from search.plots import TABLE_CSS, Review, load_review, study_figures, top_table_html
-from search.promote import LEAKY, PROMOTED
+from hpsearch.search.review.plots import TABLE_CSS, Review, load_review, study_figures, top_table_html
+from hpsearch.search.review.promote import LEAKY, PROMOTED
 
 DEFAULT_REPORTS_DIR = Path("mlruns/reports")
 CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -74,7 +74,7 @@ def summary_rows(review: Review) -> list[tuple[str, str]]:
 
 def best_section(review: Review) -> tuple[str, list]:
     """The best trial's numbers and its learning-curve figure (or none)."""
-    from search.figures import learning_curves
+    from hpsearch.search.review.figures import learning_curves
 
     best = review.best()
     if best is None:

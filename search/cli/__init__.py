@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from search.errors import UserError, user_error_types
+from hpsearch.search.errors import UserError, user_error_types
 
 
 class HpsearchGroup(click.Group):
@@ -69,7 +69,7 @@ def quiet_libraries() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def models_cmd(as_json):
     """List the architecture presets with exact trainable-parameter counts."""
-    from search.listing import model_rows, print_table
+    from hpsearch.search.review.listing import model_rows, print_table
 
     rows = model_rows()
     if as_json:
@@ -105,7 +105,7 @@ def models_cmd(as_json):
 def train_cmd(model, dataset, data_dir, epochs, batch_size, lr, device, seed, sets, json_path,
               save_path, tracking_uri, no_track, quiet):
     """Train one configuration without search, and log it to MLflow."""
-    from search.single import train_one
+    from hpsearch.search.train.command import train_one
 
     options = {"model": model, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
                "lr": lr, "device": device, "seed": seed}
@@ -148,7 +148,7 @@ def tracking_option(f):
 def run_cmd(study_ref, n_trials, epochs, storage, tracking_uri, data_dir, dataset, device, seed,
             study_name, sets, workers, quiet):
     """Run or resume a study: every trial searched, pruned or completed, all tracked."""
-    from search.runner import RunOptions, run_study
+    from hpsearch.search.study.runner import RunOptions, run_study
 
     if workers < 1:
         raise UserError(f"--workers {workers}: must be >= 1")
@@ -156,7 +156,7 @@ def run_cmd(study_ref, n_trials, epochs, storage, tracking_uri, data_dir, datase
                       tracking_uri=tracking_uri, data_dir=data_dir, dataset=dataset, device=device,
                       seed=seed, study_name=study_name, sets=tuple(sets), quiet=quiet)
     if workers > 1:
-        from search.workers import run_workers
+        from hpsearch.search.study.workers import run_workers
 
         sys.exit(run_workers(opts, workers))
     run_study(opts)
@@ -166,10 +166,15 @@ def run_cmd(study_ref, n_trials, epochs, storage, tracking_uri, data_dir, datase
 @click.option("--dir", "studies_dir", type=click.Path(file_okay=False), default="studies", show_default=True)
 def studies_cmd(studies_dir):
     """List the study files: sampler, pruner, size of the space, budget, data set."""
-    from search.listing import print_table, study_rows
+    from hpsearch.search.review.listing import print_table, study_rows
 
-    rows = study_rows(Path(studies_dir))
-    print_table(f"Studies in {studies_dir}/", ["study", "sampler", "pruner", "size", "budget", "dataset",
+    from hpsearch.search.study.manifest import SHIPPED_STUDIES
+
+    folder = Path(studies_dir)
+    if not folder.is_dir() and studies_dir == "studies":
+        folder = SHIPPED_STUDIES  # outside a checkout: the studies shipped with the package
+    rows = study_rows(folder)
+    print_table(f"Studies in {folder}/", ["study", "sampler", "pruner", "size", "budget", "dataset",
                                                "model", "epochs", "description"], rows)
 
 
@@ -179,7 +184,7 @@ def studies_cmd(studies_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status_cmd(study_name, storage, as_json):
     """Table of a study's trials and its best trial."""
-    from search.listing import print_status
+    from hpsearch.search.review.listing import print_status
 
     print_status(study_name, storage, as_json)
 
@@ -191,7 +196,7 @@ def status_cmd(study_name, storage, as_json):
 @tracking_option
 def gc_cmd(study_name, keep, storage, tracking_uri):
     """Delete the checkpoints of all but the top K trials (never a promoted one)."""
-    from search.gc import collect_garbage
+    from hpsearch.search.study.gc import collect_garbage
 
     out = collect_garbage(study_name, keep, storage, tracking_uri)
     click.echo(f"{study_name}: deleted the checkpoints of {len(out['deleted'])} trial(s), "
@@ -205,13 +210,10 @@ def _register(modules) -> None:
 
 
 def _register_all() -> None:
-    from search import cli_bench, cli_review
+    from hpsearch.search.cli import bench, review
 
-    _register([cli_review, cli_bench])
+    _register([review, bench])
 
 
 _register_all()
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

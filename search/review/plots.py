@@ -24,9 +24,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.errors import UserError
-from search.study import PARENT_RUN, SPEC, TRACKING_URI, load_existing_study
-from search.tracking import Tracker, resolve_tracking_uri
+from hpsearch.search.errors import UserError
+from hpsearch.search.study.stores import PARENT_RUN, SPEC, TRACKING_URI, load_existing_study
+from hpsearch.search.study.tracking import Tracker, resolve_tracking_uri
 
 DEFAULT_PLOTS_DIR = Path("mlruns/plots")
 PLOTLY_JS = "plotly.min.js"
@@ -157,7 +157,7 @@ def _varying(complete: list[FrozenTrial]) -> list[str]:
 def study_figures(review: Review) -> list[Drawn]:
     import optuna.visualization as vis
 
-    from search.figures import accuracy_vs_params, overlaid_curves
+    from hpsearch.search.review.figures import accuracy_vs_params, overlaid_curves
 
     study, metric = review.study, review.metric
     complete = review.complete()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from search.errors import UserError
+from hpsearch.search.errors import UserError
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 MAX_RETRY = 2

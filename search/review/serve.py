@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from search.errors import UserError
+from hpsearch.search.errors import UserError
 
 MLFLOW_PORT = 5000
 DASHBOARD_PORT = 8080
@@ -186,14 +186,14 @@ def _check_store(uri: str) -> None:
             raise UserError(f"MLflow store {uri} does not exist (no file {path}); run a study first "
                             f"or pass the --tracking-uri it used")
         return
-    from search.tracking import Tracker
+    from hpsearch.search.study.tracking import Tracker
 
     Tracker(uri)  # a database server store: connect once, one line if it cannot be reached
 
 
 def serve_mlflow(host: str, port: int, tracking_uri: str | None, workers: int = 2,
                  say: Callable[[str], None] = print, jobs: bool = False) -> None:
-    from search.tracking import LOCAL_ARTIFACTS, resolve_tracking_uri
+    from hpsearch.search.study.tracking import LOCAL_ARTIFACTS, resolve_tracking_uri
 
     if workers < 1:
         raise UserError(f"--workers {workers}: must be >= 1")
@@ -237,8 +237,8 @@ def serve_dashboard(study_name: str, host: str, port: int, storage: str | None,
 
     import optuna_dashboard
 
-    from search.storage import open_storage, resolve_storage_url
-    from search.study import load_existing_study
+    from hpsearch.search.study.storage import open_storage, resolve_storage_url
+    from hpsearch.search.study.stores import load_existing_study
 
     url_storage = resolve_storage_url(storage)
     study = load_existing_study(study_name, url_storage)

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from search.bench import PARTS
+from hpsearch.search.bench import PARTS
 
 
 @click.command("bench")
@@ -33,8 +33,8 @@ def bench_cmd(model, device, batch_size, json_path, quick, only, rounds):
     # takes effect before torch is loaded.
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from search.bench import BenchOptions, failures, run_bench
-    from search.errors import UserError
+    from hpsearch.search.bench import BenchOptions, failures, run_bench
+    from hpsearch.search.errors import UserError
 
     if batch_size is not None and batch_size < 2:
         raise UserError(f"--batch-size {batch_size}: must be >= 2")
@@ -143,5 +143,5 @@ def print_result(r: dict) -> None:
 
 COMMANDS: list = [bench_cmd]
 
-if __name__ == "__main__":  # pragma: no cover - `python -m search.cli_bench`, where the CLI's imports are missing
+if __name__ == "__main__":  # pragma: no cover - `python -m hpsearch.search.cli.bench`, where the CLI's imports are missing
     bench_cmd()

@@ -9,7 +9,10 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The folder holding `search/`, `models/`, `data/` and `studies/`: the checkout, or
+# site-packages/hpsearch/ for an installed wheel.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_STUDIES = PROJECT_ROOT / "studies"
 
 
 @cache

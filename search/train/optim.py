@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from search.config import TrainConfig
+from hpsearch.search.train.config import TrainConfig
 
 
 class Lookahead(torch.optim.Optimizer):

@@ -149,7 +149,7 @@ def report_transform(cfg):
     """torchvision's equivalent of `cfg` (the report's augmentations)."""
     from torchvision import transforms as T
 
-    from data import CIFAR10_MEAN, CIFAR10_STD
+    from hpsearch.data import CIFAR10_MEAN, CIFAR10_STD
 
     return T.Compose([
         T.RandomCrop(32, padding=cfg.crop_padding),
@@ -165,8 +165,8 @@ def bench_data(device, batch_size: int, sizes: Sizes, cores: int) -> dict[str, A
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 
-    from data import AugmentConfig, prepare_batch
-    from search.train import augment_chunk
+    from hpsearch.data import AugmentConfig, prepare_batch
+    from hpsearch.search.train.loop import augment_chunk
 
     cfg = AugmentConfig()
     gen = torch.Generator().manual_seed(0)
@@ -243,7 +243,7 @@ def bench_data(device, batch_size: int, sizes: Sizes, cores: int) -> dict[str, A
 def _step_inputs(device, batch_size: int, n: int = 4):
     import torch
 
-    from data import prepare_batch
+    from hpsearch.data import prepare_batch
 
     gen = torch.Generator().manual_seed(3)
     xs = [prepare_batch(torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, generator=gen), None)
@@ -274,8 +274,8 @@ def _naive(config, device, xs, ys):
     import torch
     from torch import nn
 
-    from models import ResNet
-    from search.optim import build_optimizer
+    from hpsearch.models import ResNet
+    from hpsearch.search.train.optim import build_optimizer
 
     torch.manual_seed(0)
     model = ResNet(config.model_config()).to(device).train()
@@ -298,9 +298,9 @@ def _ours(config, device, xs, ys):
     import torch
     from torch import nn
 
-    from models import ResNet
-    from search.optim import build_optimizer
-    from search.train import FastPath, train_step
+    from hpsearch.models import ResNet
+    from hpsearch.search.train.optim import build_optimizer
+    from hpsearch.search.train.loop import FastPath, train_step
 
     path = FastPath.of(config, device)
     torch.manual_seed(0)
@@ -323,9 +323,9 @@ def _full_loop(config, device, batch_size: int, steps: int) -> tuple[float, floa
     import torch
     from torch import nn
 
-    from models import ResNet
-    from search.optim import build_optimizer
-    from search.train import FastPath, _train_epoch, augment_chunk
+    from hpsearch.models import ResNet
+    from hpsearch.search.train.optim import build_optimizer
+    from hpsearch.search.train.loop import FastPath, _train_epoch, augment_chunk
 
     path = FastPath.of(config, device)
     gen = torch.Generator().manual_seed(4)
@@ -369,8 +369,8 @@ def _full_loop(config, device, batch_size: int, steps: int) -> tuple[float, floa
 def bench_step(model_name: str, device, batch_size: int, sizes: Sizes, cores: int) -> dict[str, Any]:
     import torch
 
-    from search.config import TrainConfig
-    from search.train import FastPath
+    from hpsearch.search.train.config import TrainConfig
+    from hpsearch.search.train.loop import FastPath
 
     config = TrainConfig(model=model_name, device=device.type, batch_size=batch_size)
     xs, ys = _step_inputs(device, batch_size)
@@ -403,7 +403,7 @@ def bench_step(model_name: str, device, batch_size: int, sizes: Sizes, cores: in
 
 def bench_compile(model_name: str, device, batch_size: int, sizes: Sizes, eager_rate: float) -> dict[str, Any]:
     """Our step with torch.compile on (CUDA): is it worth making the default?"""
-    from search.config import TrainConfig
+    from hpsearch.search.train.config import TrainConfig
 
     config = TrainConfig(model=model_name, device=device.type, batch_size=batch_size, compile=True)
     xs, ys = _step_inputs(device, batch_size)
@@ -423,7 +423,7 @@ def bench_cudnn_benchmark(model_name: str, device, batch_size: int, sizes: Sizes
     """Our step with cudnn.benchmark on (CUDA; it may pick nondeterministic algorithms)."""
     import torch
 
-    from search.config import TrainConfig
+    from hpsearch.search.train.config import TrainConfig
 
     config = TrainConfig(model=model_name, device=device.type, batch_size=batch_size)
     xs, ys = _step_inputs(device, batch_size)
@@ -475,23 +475,23 @@ lr = {{ low = 0.02, high = 0.2, log = true }}
 # exclusive: a timed call inside another is counted once, in its own category.
 _PER_EPOCH = ("mlflow_epoch_metrics", "epoch_checkpoint", "optuna_report_prune")
 _TIMED = (
-    ("mlflow_epoch_metrics", "search.tracking:Tracker", "log_epoch"),
-    ("mlflow_run_setup_and_end", "search.tracking:Tracker", "create_run"),
-    ("mlflow_run_setup_and_end", "search.tracking:Tracker", "set_tags"),
-    ("mlflow_run_setup_and_end", "search.tracking:Tracker", "finish"),
-    ("mlflow_run_setup_and_end", "search.tracking:Tracker", "reopen"),
-    ("mlflow_run_setup_and_end", "search.objective", "log_config"),
-    ("mlflow_outputs_and_best_checkpoint", "search.objective", "log_outputs"),
-    ("epoch_checkpoint", "search.objective:EpochCheckpoint", "on_epoch_end"),  # snapshot + wait for the last write
-    ("epoch_checkpoint", "search.objective:EpochCheckpoint", "close"),
+    ("mlflow_epoch_metrics", "hpsearch.search.study.tracking:Tracker", "log_epoch"),
+    ("mlflow_run_setup_and_end", "hpsearch.search.study.tracking:Tracker", "create_run"),
+    ("mlflow_run_setup_and_end", "hpsearch.search.study.tracking:Tracker", "set_tags"),
+    ("mlflow_run_setup_and_end", "hpsearch.search.study.tracking:Tracker", "finish"),
+    ("mlflow_run_setup_and_end", "hpsearch.search.study.tracking:Tracker", "reopen"),
+    ("mlflow_run_setup_and_end", "hpsearch.search.study.objective", "log_config"),
+    ("mlflow_outputs_and_best_checkpoint", "hpsearch.search.study.objective", "log_outputs"),
+    ("epoch_checkpoint", "hpsearch.search.study.objective:EpochCheckpoint", "on_epoch_end"),  # snapshot + wait for the last write
+    ("epoch_checkpoint", "hpsearch.search.study.objective:EpochCheckpoint", "close"),
     ("optuna_report_prune", "optuna.trial:Trial", "report"),
     ("optuna_report_prune", "optuna.trial:Trial", "should_prune"),
     ("optuna_suggest_and_attrs", "optuna.trial:Trial", "set_user_attr"),
     ("optuna_suggest_and_attrs", "optuna.trial:Trial", "suggest_float"),
     ("optuna_suggest_and_attrs", "optuna.trial:Trial", "suggest_int"),
     ("optuna_suggest_and_attrs", "optuna.trial:Trial", "suggest_categorical"),
-    ("optuna_suggest_and_attrs", "search.objective:Objective", "_check_grid"),
-    ("train_outside_epochs", "search.objective", "train"),
+    ("optuna_suggest_and_attrs", "hpsearch.search.study.objective:Objective", "_check_grid"),
+    ("train_outside_epochs", "hpsearch.search.study.objective", "train"),
 )
 
 
@@ -539,7 +539,7 @@ class _Timers:
             if cls:
                 owner = getattr(owner, cls)
             self._patch(owner, name, self._wrap(category, getattr(owner, name)))
-        from search.objective import Objective
+        from hpsearch.search.study.objective import Objective
 
         original = Objective.__call__
         timers = self
@@ -591,7 +591,7 @@ def bench_overhead(device, sizes: Sizes) -> dict[str, Any]:
         return {"skipped": f"{e.name} is not installed"}
     from mlflow.tracking import MlflowClient
 
-    from search.runner import RunOptions, run_study
+    from hpsearch.search.study.runner import RunOptions, run_study
 
     size = {"model": "resnet-tiny", "trials": sizes.trials, "epochs": sizes.epochs,
             "train_images": sizes.synthetic_size - sizes.val_size, "val_images": sizes.val_size,
@@ -691,9 +691,9 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     """Run the chosen parts; returns (and writes, if asked) every figure."""
     import json
 
-    from search.config import TrainConfig
-    from search.errors import UserError
-    from search.train import resolve_device
+    from hpsearch.search.train.config import TrainConfig
+    from hpsearch.search.errors import UserError
+    from hpsearch.search.train.loop import resolve_device
 
     try:
         device = resolve_device(opts.device)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models import PARAM_BUDGET
-from search.config import ConfigError, TrainConfig, check_type, field_kind, field_names, scale_milestones
-from search.errors import UserError
-from search.manifest import PROJECT_ROOT
+from hpsearch.models import PARAM_BUDGET
+from hpsearch.search.train.config import ConfigError, TrainConfig, check_type, field_kind, field_names, scale_milestones
+from hpsearch.search.errors import UserError
+from hpsearch.search.study.manifest import SHIPPED_STUDIES
 
 SAMPLERS = ("grid", "tpe", "random")
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
@@ -251,11 +251,12 @@ def find_study_file(name_or_path: str, studies_dir: Path) -> Path:
         return p
     candidate = studies_dir / f"{name_or_path}.toml"
     if not candidate.is_file() and not studies_dir.is_absolute():
-        # Outside the project directory, fall back to the studies shipped with it.
-        shipped = PROJECT_ROOT / studies_dir / f"{name_or_path}.toml"
+        # Outside the project directory, fall back to the studies shipped with
+        # the package (the checkout's studies/, or the installed wheel's).
+        shipped = SHIPPED_STUDIES / f"{name_or_path}.toml"
         candidate = shipped if shipped.is_file() else candidate
     if not candidate.is_file():
-        dirs = [studies_dir] + ([PROJECT_ROOT / studies_dir] if not studies_dir.is_absolute() else [])
+        dirs = [studies_dir] + ([SHIPPED_STUDIES] if not studies_dir.is_absolute() else [])
         known = ", ".join(sorted({f.stem for d in dirs for f in d.glob("*.toml")})) or "none"
         raise SpecError(f"unknown study {name_or_path!r}: no {candidate}; known studies: {known}")
     return candidate

@@ -12,10 +12,10 @@ import shutil
 
 from optuna.trial import TrialState
 
-from search.errors import UserError
-from search.objective import trial_checkpoint_dir
-from search.study import TRACKING_URI, load_existing_study
-from search.tracking import Tracker
+from hpsearch.search.errors import UserError
+from hpsearch.search.study.objective import trial_checkpoint_dir
+from hpsearch.search.study.stores import TRACKING_URI, load_existing_study
+from hpsearch.search.study.tracking import Tracker
 
 
 def _size(tracker: Tracker, run_id: str, path: str) -> int:

@@ -39,7 +39,7 @@ def _quiet_downloads() -> None:
 @tracking_option
 def plots_cmd(study_name, out_dir, storage, tracking_uri):
     """Write the study's figures as HTML (Optuna's and ours) with an index; log them to the parent run."""
-    from search.plots import write_plots
+    from hpsearch.search.review.plots import write_plots
 
     result = write_plots(study_name, out_dir, storage, tracking_uri, say=click.echo)
     n = sum(1 for p in result["written"] if p.suffix == ".html" and p.name != "index.html")
@@ -55,7 +55,7 @@ def plots_cmd(study_name, out_dir, storage, tracking_uri):
 @tracking_option
 def report_cmd(study_name, out, storage, tracking_uri):
     """Write one self-contained HTML page: summary, best configuration, curves, accuracies, top 10, figures."""
-    from search.report import write_report
+    from hpsearch.search.review.report import write_report
 
     path = write_report(study_name, out, storage, tracking_uri, say=click.echo)
     size = path.stat().st_size / 2**20
@@ -79,7 +79,7 @@ def report_cmd(study_name, out, storage, tracking_uri):
 def promote_cmd(study_name, trial_number, model_name, kaggle_test, out, tta, select_on_test, storage,
                 tracking_uri, data_dir):
     """Measure the chosen trial once on the test split, register it with alias champion, write a submission."""
-    from search.promote import promote
+    from hpsearch.search.review.promote import promote
 
     _quiet_downloads()
     result = promote(study_name, trial_number=trial_number, model_name=model_name, kaggle_test=kaggle_test,
@@ -97,7 +97,7 @@ def promote_cmd(study_name, trial_number, model_name, kaggle_test, out, tta, sel
 @tracking_option
 def predict_cmd(model_uri, kaggle_test, out, tta, tracking_uri):
     """Predict a Kaggle test file with a registered model (no study needed)."""
-    from search.promote import predict_from_registry
+    from hpsearch.search.review.promote import predict_from_registry
 
     _quiet_downloads()
     path, n = predict_from_registry(model_uri, kaggle_test, out, tta=tta, tracking_uri=tracking_uri)
@@ -111,7 +111,7 @@ def predict_cmd(model_uri, kaggle_test, out, tta, tracking_uri):
 @tracking_option
 def ui_cmd(host, port, workers, tracking_uri):
     """Serve the MLflow UI on the tracking store until Ctrl-C."""
-    from search.serve import serve_mlflow
+    from hpsearch.search.review.serve import serve_mlflow
 
     serve_mlflow(host, port, tracking_uri, workers=workers, say=click.echo)
 
@@ -123,7 +123,7 @@ def ui_cmd(host, port, workers, tracking_uri):
 @storage_option
 def dashboard_cmd(study_name, host, port, storage):
     """Serve optuna-dashboard on the study's storage until Ctrl-C."""
-    from search.serve import serve_dashboard
+    from hpsearch.search.review.serve import serve_dashboard
 
     serve_dashboard(study_name, host, port, storage, say=click.echo)
 

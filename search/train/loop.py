@@ -24,10 +24,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from data import DataBundle, prepare_batch
-from models import ResNet, count_parameters
-from search.config import TrainConfig
-from search.optim import build_optimizer, build_scheduler
+from hpsearch.data import DataBundle, prepare_batch
+from hpsearch.models import ResNet, count_parameters
+from hpsearch.search.train.config import TrainConfig
+from hpsearch.search.train.optim import build_optimizer, build_scheduler
 
 
 class StopTraining(Exception):

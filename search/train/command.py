@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from data import load_dataset
-from search.checkpoint import save_model_checkpoint
-from search.config import TrainConfig, parse_assignments, scale_milestones
-from search.progress import EpochPrinter, Reporter
-from search.tracking import EpochLogger, Tracker, log_config, log_outputs
-from search.train import train
+from hpsearch.data import load_dataset
+from hpsearch.search.train.checkpoint import save_model_checkpoint
+from hpsearch.search.train.config import TrainConfig, parse_assignments, scale_milestones
+from hpsearch.search.progress import EpochPrinter, Reporter
+from hpsearch.search.study.tracking import EpochLogger, Tracker, log_config, log_outputs
+from hpsearch.search.train.loop import train
 
 TRAIN_EXPERIMENT = "hpsearch-train"
 

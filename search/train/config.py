@@ -14,8 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from data import DATASETS, AugmentConfig
-from models import ResNetConfig, model_config, preset_names
+from hpsearch.data import DATASETS, AugmentConfig
+from hpsearch.models import ResNetConfig, model_config, preset_names
 
 
 class ConfigError(ValueError):

@@ -14,10 +14,10 @@ from typing import Any
 
 import optuna
 
-from search.errors import UserError
-from search.spec import Resolved, make_pruner, make_sampler
-from search.storage import open_storage, resolve_storage_url
-from search.tracking import Tracker
+from hpsearch.search.errors import UserError
+from hpsearch.search.study.spec import Resolved, make_pruner, make_sampler
+from hpsearch.search.study.storage import open_storage, resolve_storage_url
+from hpsearch.search.study.tracking import Tracker
 
 IDENTITY = "hpsearch.identity"
 PARENT_RUN = "hpsearch.mlflow_parent_run_id"

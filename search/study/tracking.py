@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from search.errors import UserError
+from hpsearch.search.errors import UserError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 LOCAL_ARTIFACTS = Path("mlruns/artifacts")
@@ -32,7 +32,7 @@ STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED",
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
-    from search.storage import absolute_sqlite
+    from hpsearch.search.study.storage import absolute_sqlite
 
     if uri in (None, "", "default"):
         uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
@@ -202,7 +202,7 @@ class EpochLogger:
 @functools.lru_cache(maxsize=256)
 def _param_count(model_config) -> int:
     """Trials of one study mostly share an architecture: count each once."""
-    from models import param_count
+    from hpsearch.models import param_count
 
     return param_count(model_config)
 
@@ -220,9 +220,9 @@ def log_outputs(tracker: Tracker, run_id: str, config, result, data_summary: dic
     """What every finished training leaves in its run: summary metrics, the
     learning-curve figure, the resolved config, the manifest, the history and
     (if it completed) the best checkpoint."""
-    from search.checkpoint import save_model_checkpoint
-    from search.figures import learning_curves
-    from search.manifest import manifest
+    from hpsearch.search.train.checkpoint import save_model_checkpoint
+    from hpsearch.search.review.figures import learning_curves
+    from hpsearch.search.study.manifest import manifest
 
     history = [r.to_dict() for r in result.history]
     tracker.log_metrics(run_id, {"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch,

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from models import ResNet, ResNetConfig
+from hpsearch.models import ResNet, ResNetConfig
 
 FORMAT = "hpsearch-checkpoint/1"
 

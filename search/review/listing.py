@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from models import PARAM_BUDGET, PRESETS, model_config, param_count
+from hpsearch.models import PARAM_BUDGET, PRESETS, model_config, param_count
 
 
 def model_rows() -> list[dict]:
@@ -37,7 +37,7 @@ def print_table(title: str, columns: list[str], rows: list[list], stream=None) -
 
 
 def study_rows(studies_dir) -> list[list]:
-    from search.spec import load_spec
+    from hpsearch.search.study.spec import load_spec
 
     rows = []
     for path in sorted(studies_dir.glob("*.toml")):
@@ -71,7 +71,7 @@ def trial_rows(study) -> list[dict]:
 def print_status(study_name: str, storage: str | None, as_json: bool = False) -> None:
     import json
 
-    from search.study import load_existing_study
+    from hpsearch.search.study.stores import load_existing_study
 
     study = load_existing_study(study_name, storage)
     rows = trial_rows(study)

@@ -15,12 +15,12 @@ import subprocess
 import sys
 import time
 
-from search.progress import Reporter
-from search.runner import RunOptions, counts, prepare_stores, work_left
+from hpsearch.search.progress import Reporter
+from hpsearch.search.study.runner import RunOptions, counts, prepare_stores, work_left
 
 
 def worker_args(opts: RunOptions) -> list[str]:
-    args = [sys.executable, "-m", "search.cli", "run", "--study", str(opts.study), "--workers", "1", "--quiet"]
+    args = [sys.executable, "-m", "hpsearch.search.cli", "run", "--study", str(opts.study), "--workers", "1", "--quiet"]
     for flag, value in (("--n-trials", opts.n_trials), ("--epochs", opts.epochs), ("--storage", opts.storage),
                         ("--tracking-uri", opts.tracking_uri), ("--data-dir", opts.data_dir),
                         ("--dataset", opts.dataset), ("--device", opts.device), ("--seed", opts.seed),

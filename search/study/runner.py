@@ -15,15 +15,15 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from data import load_dataset
-from search.config import parse_assignments
-from search.errors import UserError
-from search.objective import Objective
-from search.progress import Reporter, StudyProgress
-from search.spec import StudySpec, find_study_file, load_spec
-from search.storage import resolve_storage_url
-from search.study import OpenStudy, open_study
-from search.tracking import Tracker
+from hpsearch.data import load_dataset
+from hpsearch.search.train.config import parse_assignments
+from hpsearch.search.errors import UserError
+from hpsearch.search.study.objective import Objective
+from hpsearch.search.progress import Reporter, StudyProgress
+from hpsearch.search.study.spec import StudySpec, find_study_file, load_spec
+from hpsearch.search.study.storage import resolve_storage_url
+from hpsearch.search.study.stores import OpenStudy, open_study
+from hpsearch.search.study.tracking import Tracker
 
 STUDIES_DIR = Path("studies")
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from search.errors import UserError
-from search.plots import Review, load_review
+from hpsearch.search.errors import UserError
+from hpsearch.search.review.plots import Review, load_review
 
 ALIAS = "champion"
 PROMOTED = "hpsearch.promoted"  # study user attr: {trial number: [promotions]}; also an MLflow run tag
@@ -137,7 +137,7 @@ def _rebuild_data(config, data_dir, recorded_digest: str | None, trial: int, loa
     """The data bundle the trial was trained on; its test split is then the
     one a promotion may read. `loaded` keeps bundles already built in this
     promotion: the trials of a study share their data."""
-    from data import load_dataset
+    from hpsearch.data import load_dataset
 
     key = (config.dataset, config.val_size, config.split_seed, config.synthetic_size)
     loaded = {} if loaded is None else loaded
@@ -154,14 +154,18 @@ def _rebuild_data(config, data_dir, recorded_digest: str | None, trial: int, loa
 def _log_model(model, run_id: str, example):
     """Log in the trial's own run: the pickle format, because the default
     `pt2` (torch.export) loads back as a GraphModule whose `.eval()` raises
-    (LIBRARY-NOTES). The `models` package travels with it as code, so the
-    registered model loads wherever torch and mlflow do."""
+    (LIBRARY-NOTES). The `hpsearch.models` package travels with it as code
+    (as `code/hpsearch/models/`, which MLflow puts on the path when loading),
+    so the registered model loads wherever torch and mlflow do."""
     import mlflow
     import numpy as np
     import torch
     from mlflow.models import infer_signature
 
-    import models
+    import shutil
+    import tempfile
+
+    from hpsearch import models
 
     with torch.inference_mode():
         logits = model(example).float().numpy()
@@ -174,15 +178,18 @@ def _log_model(model, run_id: str, example):
     log = logging.getLogger("mlflow.pytorch")
     level = log.level
     log.setLevel(logging.ERROR)
+    code = Path(tempfile.mkdtemp(prefix="hpsearch-code-")) / "hpsearch"
+    shutil.copytree(Path(models.__file__).parent, code / "models", ignore=shutil.ignore_patterns("__pycache__"))
     try:
         return mlflow.pytorch.log_model(
             model, name="model", serialization_format="pickle", signature=signature, input_example=example_np,
-            code_paths=[str(Path(models.__file__).parent)],
+            code_paths=[str(code)],
             # Explicit requirements: inferring them loads the model in a subprocess (slow, and noisy).
             pip_requirements=requirements, run_id=run_id,
         )
     finally:
         log.setLevel(level)
+        shutil.rmtree(code.parent, ignore_errors=True)
 
 
 @dataclass
@@ -200,9 +207,9 @@ class _Measured:
 
 
 def _measure(review: Review, trial: FrozenTrial, data_dir, device, loaded: dict | None = None) -> _Measured:
-    from search.checkpoint import load_model
-    from search.config import TrainConfig
-    from search.train import evaluate
+    from hpsearch.search.train.checkpoint import load_model
+    from hpsearch.search.train.config import TrainConfig
+    from hpsearch.search.train.loop import evaluate
 
     with tempfile.TemporaryDirectory() as tmp:
         model, ckpt = load_model(_download_checkpoint(review, trial, Path(tmp)))
@@ -249,8 +256,8 @@ def promote(study_name: str, *, trial_number: int | None = None, model_name: str
             select_on_test: bool = False, say=print) -> Promotion:
     import mlflow
 
-    from data import prepare_batch, read_kaggle_test, write_submission
-    from search.train import predict, resolve_device
+    from hpsearch.data import prepare_batch, read_kaggle_test, write_submission
+    from hpsearch.search.train.loop import predict, resolve_device
 
     if out is not None and kaggle_test is None:
         raise UserError("--out names the submission file; it needs --kaggle-test PATH")
@@ -336,9 +343,9 @@ def predict_from_registry(model_uri: str, kaggle_test: str, out: str, tta: bool 
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from data import read_kaggle_test, write_submission
-    from search.plots import existing_tracker
-    from search.train import predict
+    from hpsearch.data import read_kaggle_test, write_submission
+    from hpsearch.search.review.plots import existing_tracker
+    from hpsearch.search.train.loop import predict
 
     images, ids = read_kaggle_test(kaggle_test)
     # The registry is the tracking store's unless MLFLOW_REGISTRY_URI says

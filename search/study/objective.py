@@ -19,15 +19,15 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from data import DataBundle
-from models import param_count
-from search.checkpoint import atomic_save
-from search.config import ConfigError, TrainConfig
-from search.manifest import trial_seed
-from search.spec import suggest
-from search.study import OpenStudy
-from search.tracking import EpochLogger, log_config, log_outputs
-from search.train import StopTraining, TrainState, train
+from hpsearch.data import DataBundle
+from hpsearch.models import param_count
+from hpsearch.search.train.checkpoint import atomic_save
+from hpsearch.search.train.config import ConfigError, TrainConfig
+from hpsearch.search.study.manifest import trial_seed
+from hpsearch.search.study.spec import suggest
+from hpsearch.search.study.stores import OpenStudy
+from hpsearch.search.study.tracking import EpochLogger, log_config, log_outputs
+from hpsearch.search.train.loop import StopTraining, TrainState, train
 
 DEFAULT_CHECKPOINT_DIR = Path("mlruns/checkpoints")
 
@@ -251,7 +251,7 @@ class Objective:
     def _backfill(self, run_id: str, resume: dict) -> None:
         """Log checkpointed epochs that MLflow lacks (a kill between checkpoint
         and log), so every epoch appears exactly once."""
-        from search.train import EpochRecord
+        from hpsearch.search.train.loop import EpochRecord
 
         have = {m.step for m in self.o.tracker.client.get_metric_history(run_id, "val_acc")}
         for r in resume["history"]:

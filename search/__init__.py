@@ -1,0 +1,1 @@
+"""hpsearch.search: the system (CLI, study files, training, search, review, benchmarks)."""
