@@ -1,7 +1,14 @@
 """Data for hpsearch: CIFAR-10 python batches, the synthetic set, the
 stratified hold-out, batched augmentation and the Kaggle test file."""
 
-from hpsearch.data.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, augment_batch, normalize, prepare_batch
+from hpsearch.data.augment import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    AugmentConfig,
+    augment_batch,
+    normalize,
+    prepare_batch,
+)
 from hpsearch.data.bundle import DATASETS, DataBundle, load_dataset
 from hpsearch.data.cifar import CLASSES, default_data_dir, load_cifar10
 from hpsearch.data.errors import DataError

@@ -8,6 +8,7 @@ fields of `ResNetConfig` replaced.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -92,7 +93,10 @@ def build_model(name_or_config: str | ResNetConfig, **overrides) -> ResNet:
     return ResNet(model_config(name_or_config, **overrides))
 
 
+@functools.lru_cache(maxsize=256)
 def param_count(config: ResNetConfig) -> int:
-    """Exact trainable-parameter count without allocating weights (meta device)."""
+    """Exact trainable-parameter count without allocating weights (meta device);
+    the one count every command reports. Trials of a study mostly share an
+    architecture, so each is counted once per process."""
     with torch.device("meta"):
         return count_parameters(ResNet(config))

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from hpsearch.models import PARAM_BUDGET, build_model, count_parameters, model_config, param_count, preset_names
+from hpsearch.models import (
+    PARAM_BUDGET,
+    build_model,
+    count_parameters,
+    model_config,
+    param_count,
+    preset_names,
+)
 
 REPORT_COUNTS = {
     "resnet-seed": 4_985_390,  # report: final network

@@ -1,4 +1,4 @@
-"""Click commands of the bench part of hpsearch, registered on `hpsearch` by search/cli.py."""
+"""`hpsearch bench`: the benchmark command and its printed table."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import sys
 import click
 
 from hpsearch.search.bench import PARTS
+from hpsearch.search.cli.options import device_option
 
 
 @click.command("bench")
 @click.option("--model", help="Architecture preset for the training step [default: resnet-seed on CUDA, "
                                "resnet-tiny on CPU].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option(default="auto")
 @click.option("--batch-size", type=int, help="Batch size of both data paths and the training step "
                                               "[default: TrainConfig's, 64].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every figure as JSON here.")

@@ -1,5 +1,4 @@
-"""Click commands of the review part of hpsearch, registered on `hpsearch` by search/cli.py:
-plots, report, promote, predict, ui, dashboard."""
+"""Commands that read a study: plots, report, promote, predict, ui, dashboard."""
 
 from __future__ import annotations
 
@@ -7,23 +6,13 @@ import os
 
 import click
 
-# Own copies of the store options: importing them from search.cli would be
-# circular (search.cli imports this module while it is being built).
-
-
-def storage_option(f):
-    return click.option("--storage", envvar="HPSEARCH_STORAGE",
-                        help="Optuna storage URL [default: sqlite:///mlruns/optuna.db].")(f)
-
-
-def tracking_option(f):
-    return click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
-                        help="MLflow tracking URI [default: the one the study recorded, "
-                             "else sqlite:///mlruns/mlflow.db].")(f)
-
-
-def study_option(f):
-    return click.option("--study", "study_name", required=True, help="Study name in the storage.")(f)
+from hpsearch.search.cli.options import (
+    DASHBOARD_PORT,
+    MLFLOW_PORT,
+    storage_option,
+    study_name_option,
+    tracking_option,
+)
 
 
 def _quiet_downloads() -> None:
@@ -32,11 +21,11 @@ def _quiet_downloads() -> None:
 
 
 @click.command("plots")
-@study_option
+@study_name_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Directory for the HTML files [default: mlruns/plots/STUDY/].")
 @storage_option
-@tracking_option
+@tracking_option(recorded=True)
 def plots_cmd(study_name, out_dir, storage, tracking_uri):
     """Write the study's figures as HTML (Optuna's and ours) with an index; log them to the parent run."""
     from hpsearch.search.review.plots import write_plots
@@ -49,10 +38,10 @@ def plots_cmd(study_name, out_dir, storage, tracking_uri):
 
 
 @click.command("report")
-@study_option
+@study_name_option
 @click.option("--out", type=click.Path(dir_okay=False), help="The HTML file [default: mlruns/reports/STUDY.html].")
 @storage_option
-@tracking_option
+@tracking_option(recorded=True)
 def report_cmd(study_name, out, storage, tracking_uri):
     """Write one self-contained HTML page: summary, best configuration, curves, accuracies, top 10, figures."""
     from hpsearch.search.review.report import write_report
@@ -63,7 +52,7 @@ def report_cmd(study_name, out, storage, tracking_uri):
 
 
 @click.command("promote")
-@study_option
+@study_name_option
 @click.option("--trial", "trial_number", type=int, help="Promote this trial [default: the best completed one].")
 @click.option("--model-name", help="Registered model name [default: hpsearch-STUDY].")
 @click.option("--kaggle-test", type=click.Path(dir_okay=False), help="Kaggle test pickle to predict.")
@@ -73,7 +62,7 @@ def report_cmd(study_name, out, storage, tracking_uri):
               help="LEAKY: measure every completed trial on the test split and promote the best there "
                    "(the seed report's protocol); tagged leaky in MLflow.")
 @storage_option
-@tracking_option
+@tracking_option(recorded=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="HPSEARCH_DATA_DIR",
               help="Where cifar-10-batches-py lives (for the test split).")
 def promote_cmd(study_name, trial_number, model_name, kaggle_test, out, tta, select_on_test, storage,
@@ -94,7 +83,7 @@ def promote_cmd(study_name, trial_number, model_name, kaggle_test, out, tta, sel
 @click.option("--kaggle-test", required=True, type=click.Path(dir_okay=False), help="Kaggle test pickle.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Submission CSV to write.")
 @click.option("--tta", is_flag=True, help="Average predictions with the mirrored image.")
-@tracking_option
+@tracking_option(recorded=True)
 def predict_cmd(model_uri, kaggle_test, out, tta, tracking_uri):
     """Predict a Kaggle test file with a registered model (no study needed)."""
     from hpsearch.search.review.promote import predict_from_registry
@@ -106,9 +95,9 @@ def predict_cmd(model_uri, kaggle_test, out, tta, tracking_uri):
 
 @click.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--port", type=int, default=MLFLOW_PORT, show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True, help="Server worker processes.")
-@tracking_option
+@tracking_option(recorded=True)
 def ui_cmd(host, port, workers, tracking_uri):
     """Serve the MLflow UI on the tracking store until Ctrl-C."""
     from hpsearch.search.review.serve import serve_mlflow
@@ -117,9 +106,9 @@ def ui_cmd(host, port, workers, tracking_uri):
 
 
 @click.command("dashboard")
-@study_option
+@study_name_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--port", type=int, default=DASHBOARD_PORT, show_default=True)
 @storage_option
 def dashboard_cmd(study_name, host, port, storage):
     """Serve optuna-dashboard on the study's storage until Ctrl-C."""

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpsearch.models import PARAM_BUDGET, PRESETS, model_config, param_count
+from hpsearch.search.keys import TrialAttr
 
 
 def model_rows() -> list[dict]:
@@ -55,15 +56,15 @@ def trial_rows(study) -> list[dict]:
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
         rows.append({
             "number": t.number,
-            "state": "DUPLICATE" if t.user_attrs.get("duplicate") else t.state.name,
+            "state": "DUPLICATE" if t.user_attrs.get(TrialAttr.DUPLICATE) else t.state.name,
             "value": t.value,
             "params": t.params,
-            "param_count": t.user_attrs.get("param_count"),
-            "best_val_acc": t.user_attrs.get("best_val_acc"),
-            "epochs": t.user_attrs.get("epochs_run", len(t.intermediate_values)),
+            "param_count": t.user_attrs.get(TrialAttr.PARAM_COUNT),
+            "best_val_acc": t.user_attrs.get(TrialAttr.BEST_VAL_ACC),
+            "epochs": t.user_attrs.get(TrialAttr.EPOCHS_RUN, len(t.intermediate_values)),
             "seconds": seconds,
-            "reason": t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason"),
-            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "reason": t.user_attrs.get(TrialAttr.PRUNE_REASON) or t.user_attrs.get(TrialAttr.FAIL_REASON),
+            "mlflow_run_id": t.user_attrs.get(TrialAttr.MLFLOW_RUN_ID),
         })
     return rows
 

@@ -25,7 +25,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.search.errors import UserError
-from hpsearch.search.study.stores import PARENT_RUN, SPEC, TRACKING_URI, load_existing_study
+from hpsearch.search.keys import StudyAttr, TrialAttr
+from hpsearch.search.study.stores import load_existing_study
 from hpsearch.search.study.tracking import Tracker, resolve_tracking_uri
 
 DEFAULT_PLOTS_DIR = Path("mlruns/plots")
@@ -83,9 +84,9 @@ def existing_tracker(uri: str | None) -> Tracker:
 
 def load_review(study_name: str, storage: str | None, tracking_uri: str | None) -> Review:
     study = load_existing_study(study_name, storage)
-    tracker = existing_tracker(tracking_uri or study.user_attrs.get(TRACKING_URI))
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("duplicate")]
-    return Review(study, study.user_attrs.get(SPEC, {}), trials, tracker, study.user_attrs.get(PARENT_RUN))
+    tracker = existing_tracker(tracking_uri or study.user_attrs.get(StudyAttr.TRACKING_URI))
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(TrialAttr.DUPLICATE)]
+    return Review(study, study.user_attrs.get(StudyAttr.SPEC, {}), trials, tracker, study.user_attrs.get(StudyAttr.PARENT_RUN))
 
 
 # -- data behind our own figures ----------------------------------------------
@@ -99,7 +100,7 @@ def val_acc_curves(review: Review) -> list[dict]:
             steps = sorted(t.intermediate_values)
             values = [t.intermediate_values[s] for s in steps]
         else:
-            run_id = t.user_attrs.get("mlflow_run_id")
+            run_id = t.user_attrs.get(TrialAttr.MLFLOW_RUN_ID)
             history = review.tracker.client.get_metric_history(run_id, "val_acc") if run_id else []
             steps, values = [m.step for m in history], [m.value for m in history]
         if steps:
@@ -110,10 +111,10 @@ def val_acc_curves(review: Review) -> list[dict]:
 
 def accuracy_points(review: Review) -> list[dict]:
     return [
-        {"number": t.number, "param_count": int(t.user_attrs["param_count"]),
-         "accuracy": float(t.user_attrs["best_val_acc"]), "params": t.params}
+        {"number": t.number, "param_count": int(t.user_attrs[TrialAttr.PARAM_COUNT]),
+         "accuracy": float(t.user_attrs[TrialAttr.BEST_VAL_ACC]), "params": t.params}
         for t in review.complete()
-        if t.user_attrs.get("param_count") is not None and t.user_attrs.get("best_val_acc") is not None
+        if t.user_attrs.get(TrialAttr.PARAM_COUNT) is not None and t.user_attrs.get(TrialAttr.BEST_VAL_ACC) is not None
     ]
 
 
@@ -230,11 +231,11 @@ def top_rows(review: Review, n: int = 10) -> list[dict]:
     rows = []
     for rank, t in enumerate(review.ranked()[:n], 1):
         rows.append({"rank": rank, "trial": t.number, "value": t.value,
-                     "param_count": t.user_attrs.get("param_count"), "params": t.params,
-                     "epochs": t.user_attrs.get("epochs_run", len(t.intermediate_values)),
-                     "best_epoch": t.user_attrs.get("best_epoch"),
+                     "param_count": t.user_attrs.get(TrialAttr.PARAM_COUNT), "params": t.params,
+                     "epochs": t.user_attrs.get(TrialAttr.EPOCHS_RUN, len(t.intermediate_values)),
+                     "best_epoch": t.user_attrs.get(TrialAttr.BEST_EPOCH),
                      "seconds": t.duration.total_seconds() if t.duration else None,
-                     "run_id": t.user_attrs.get("mlflow_run_id")})
+                     "run_id": t.user_attrs.get(TrialAttr.MLFLOW_RUN_ID)})
     return rows
 
 

@@ -27,14 +27,12 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.search.errors import UserError
+from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
 from hpsearch.search.review.plots import Review, load_review
 
 ALIAS = "champion"
-PROMOTED = "hpsearch.promoted"  # study user attr: {trial number: [promotions]}; also an MLflow run tag
-SELECTION = "hpsearch.selection"  # run and model-version tag: how the promoted trial was chosen
 BY_VALIDATION = "validation"
 BY_TEST = "test (leaky)"
-LEAKY = "hpsearch.leaky"  # run tag: this run's test accuracy was measured to choose among trials
 
 
 def default_model_name(study_name: str) -> str:
@@ -102,9 +100,9 @@ def choose_trial(review: Review, number: int | None) -> FrozenTrial:
         raise UserError(f"study {review.name} has no trial {number}; trials are numbered 0 to "
                         f"{len(by_number) - 1}" if by_number else f"study {review.name} has no trials")
     t = by_number[number]
-    if t.state != TrialState.COMPLETE or t.user_attrs.get("duplicate"):
+    if t.state != TrialState.COMPLETE or t.user_attrs.get(TrialAttr.DUPLICATE):
         done = [x.number for x in review.complete()]
-        reason = t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or ""
+        reason = t.user_attrs.get(TrialAttr.PRUNE_REASON) or t.user_attrs.get(TrialAttr.FAIL_REASON) or ""
         raise UserError(f"trial {number} of study {review.name} is {t.state.name}"
                         f"{f' ({reason})' if reason else ''}; only a COMPLETE trial can be promoted "
                         f"(complete: {', '.join(map(str, done)) or 'none'})")
@@ -112,14 +110,14 @@ def choose_trial(review: Review, number: int | None) -> FrozenTrial:
 
 
 def _download_checkpoint(review: Review, trial: FrozenTrial, tmp: Path) -> Path:
-    run_id = trial.user_attrs.get("mlflow_run_id")
+    run_id = trial.user_attrs.get(TrialAttr.MLFLOW_RUN_ID)
     if not run_id:
         raise UserError(f"trial {trial.number} of study {review.name} has no MLflow run recorded")
     client = review.tracker.client
     names = {a.path for a in client.list_artifacts(run_id, "checkpoints")}
     if "checkpoints/best.pt" not in names:
         why = (" (deleted by `hpsearch gc`)"
-               if client.get_run(run_id).data.tags.get("hpsearch.checkpoint_deleted") == "true" else "")
+               if client.get_run(run_id).data.tags.get(Tag.CHECKPOINT_DELETED) == "true" else "")
         raise UserError(f"trial {trial.number} of study {review.name} has no checkpoint in MLflow run "
                         f"{run_id}{why}; promote another trial with --trial")
     return review.tracker.download(run_id, "checkpoints/best.pt", tmp)
@@ -157,13 +155,13 @@ def _log_model(model, run_id: str, example):
     (LIBRARY-NOTES). The `hpsearch.models` package travels with it as code
     (as `code/hpsearch/models/`, which MLflow puts on the path when loading),
     so the registered model loads wherever torch and mlflow do."""
+    import shutil
+    import tempfile
+
     import mlflow
     import numpy as np
     import torch
     from mlflow.models import infer_signature
-
-    import shutil
-    import tempfile
 
     from hpsearch import models
 
@@ -213,7 +211,7 @@ def _measure(review: Review, trial: FrozenTrial, data_dir, device, loaded: dict 
 
     with tempfile.TemporaryDirectory() as tmp:
         model, ckpt = load_model(_download_checkpoint(review, trial, Path(tmp)))
-        run_id = trial.user_attrs["mlflow_run_id"]
+        run_id = trial.user_attrs[TrialAttr.MLFLOW_RUN_ID]
         config = TrainConfig.from_dict(ckpt["train_config"])
         data = _rebuild_data(config, data_dir, _recorded_digest(review, run_id, Path(tmp)), trial.number, loaded)
     model = model.to(device)
@@ -227,7 +225,7 @@ def _best_on_test(review: Review, data_dir, device, say) -> tuple[_Measured, int
     every completed trial that still has its checkpoint on the test split and
     keep the best (ties go to the better validation score). Each measured run
     gets its `test_acc` and a leaky tag, so the MLflow UI shows what was seen."""
-    candidates = [t for t in review.ranked() if not t.user_attrs.get("duplicate")]
+    candidates = [t for t in review.ranked() if not t.user_attrs.get(TrialAttr.DUPLICATE)]
     if not candidates:
         choose_trial(review, None)  # raises the one-line "no COMPLETE trial" error
     best, n, loaded = None, 0, {}
@@ -240,7 +238,7 @@ def _best_on_test(review: Review, data_dir, device, say) -> tuple[_Measured, int
         n += 1
         say(f"trial {trial.number}: test accuracy {m.test_acc:.4f} (val {trial.value:.4f})")
         review.tracker.log_metrics(m.run_id, {"test_acc": m.test_acc})
-        review.tracker.set_tags(m.run_id, {LEAKY: "true"})
+        review.tracker.set_tags(m.run_id, {Tag.LEAKY: "true"})
         if best is None or m.test_acc > best.test_acc:
             best = m
         else:
@@ -294,12 +292,12 @@ def promote(study_name: str, *, trial_number: int | None = None, model_name: str
 
     model = model.cpu().eval()
     info = _log_model(model, run_id, prepare_batch(test_x[:2], None, None))
-    val_acc = float(trial.user_attrs.get("best_val_acc", trial.value))
-    param_count = int(trial.user_attrs.get("param_count", ckpt["metrics"].get("param_count", 0)))
-    lineage = {"hpsearch.study": study_name, "hpsearch.trial": trial.number, "hpsearch.run_id": run_id,
-               "hpsearch.param_count": param_count, "hpsearch.val_acc": f"{val_acc:.6f}",
-               "hpsearch.test_acc": f"{test_acc:.6f}", "hpsearch.dataset": config.dataset,
-               "hpsearch.tracking_uri": tracker.uri, SELECTION: selection}
+    val_acc = float(trial.user_attrs.get(TrialAttr.BEST_VAL_ACC, trial.value))
+    param_count = int(trial.user_attrs.get(TrialAttr.PARAM_COUNT, ckpt["metrics"].get("param_count", 0)))
+    lineage = {Tag.LINEAGE_STUDY: study_name, Tag.LINEAGE_TRIAL: trial.number, Tag.LINEAGE_RUN_ID: run_id,
+               Tag.LINEAGE_PARAM_COUNT: param_count, Tag.LINEAGE_VAL_ACC: f"{val_acc:.6f}",
+               Tag.LINEAGE_TEST_ACC: f"{test_acc:.6f}", Tag.LINEAGE_DATASET: config.dataset,
+               Tag.LINEAGE_TRACKING_URI: tracker.uri, Tag.SELECTION: selection}
     registered = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in lineage.items()})
     version = str(registered.version)  # a str from register_model, an int from some stores' getters
     client = tracker.client
@@ -316,8 +314,8 @@ def promote(study_name: str, *, trial_number: int | None = None, model_name: str
         metrics["test_acc_tta"] = test_acc_tta
     if metrics:
         tracker.log_metrics(run_id, metrics)
-    tracker.set_tags(run_id, {PROMOTED: "true", "hpsearch.registered_model": f"{name}/{version}",
-                              SELECTION: selection})
+    tracker.set_tags(run_id, {Tag.PROMOTED: "true", Tag.REGISTERED_MODEL: f"{name}/{version}",
+                              Tag.SELECTION: selection})
     _record_in_study(review, trial.number, {"model": name, "version": version, "test_acc": test_acc,
                                             "selection": selection})
 
@@ -332,9 +330,9 @@ def _record_in_study(review: Review, number: int, entry: dict) -> None:
     """Optuna refuses user attributes on a finished trial
     (UpdateFinishedTrialError), so promotions are kept on the study:
     `hpsearch.promoted` maps a trial number to its promotions."""
-    promoted = dict(review.study.user_attrs.get(PROMOTED) or {})
+    promoted = dict(review.study.user_attrs.get(StudyAttr.PROMOTED) or {})
     promoted.setdefault(str(number), []).append(entry)
-    review.study.set_user_attr(PROMOTED, promoted)
+    review.study.set_user_attr(StudyAttr.PROMOTED, promoted)
 
 
 def predict_from_registry(model_uri: str, kaggle_test: str, out: str, tta: bool = False,

@@ -14,8 +14,8 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
+from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
 from hpsearch.search.review.plots import TABLE_CSS, Review, load_review, study_figures, top_table_html
-from hpsearch.search.review.promote import LEAKY, PROMOTED
 
 DEFAULT_REPORTS_DIR = Path("mlruns/reports")
 CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -79,11 +79,11 @@ def best_section(review: Review) -> tuple[str, list]:
     best = review.best()
     if best is None:
         return "<p>No completed trial: nothing to report yet.</p>", []
-    run_id = best.user_attrs.get("mlflow_run_id")
+    run_id = best.user_attrs.get(TrialAttr.MLFLOW_RUN_ID)
     run = review.tracker.client.get_run(run_id) if run_id else None
     metrics, tags = (run.data.metrics, run.data.tags) if run else ({}, {})
-    leaky = tags.get(LEAKY) == "true"
-    if "test_acc" in metrics and (leaky or tags.get(PROMOTED) == "true"):
+    leaky = tags.get(Tag.LEAKY) == "true"
+    if "test_acc" in metrics and (leaky or tags.get(Tag.PROMOTED) == "true"):
         test = f"{metrics['test_acc']:.4f} " + (
             "(<strong>LEAKY</strong>: measured by <code>hpsearch promote --select-on-test</code>, which chose "
             "a trial by this figure, so it is optimistic)" if leaky
@@ -92,12 +92,12 @@ def best_section(review: Review) -> tuple[str, list]:
             test += f"; with flip TTA {metrics['test_acc_tta']:.4f}"
     else:
         test = "not measured: the test split is read only by <code>hpsearch promote</code>"
-    promotions = (review.study.user_attrs.get(PROMOTED) or {}).get(str(best.number), [])
+    promotions = (review.study.user_attrs.get(StudyAttr.PROMOTED) or {}).get(str(best.number), [])
     registered = ", ".join(f"{p['model']} v{p['version']}" for p in promotions) or "not registered"
     params = "".join(f"<li><code>{_esc(k)}</code> = {_esc(v)}</li>" for k, v in best.params.items())
-    config = best.user_attrs.get("config") or {}
+    config = best.user_attrs.get(TrialAttr.CONFIG) or {}
     config_rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in config.items())
-    count = best.user_attrs.get("param_count")
+    count = best.user_attrs.get(TrialAttr.PARAM_COUNT)
     rows = [
         ("trial", _esc(f"{best.number} (MLflow run {run_id})")),
         ("searched values", f"<ul>{params}</ul>" if params else "(none)"),

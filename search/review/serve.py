@@ -27,8 +27,6 @@ from pathlib import Path
 
 from hpsearch.search.errors import UserError
 
-MLFLOW_PORT = 5000
-DASHBOARD_PORT = 8080
 START_TIMEOUT = 180.0  # seconds for the MLflow server to answer; ~11 s on an idle machine
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 

@@ -13,8 +13,9 @@ import shutil
 from optuna.trial import TrialState
 
 from hpsearch.search.errors import UserError
+from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
 from hpsearch.search.study.objective import trial_checkpoint_dir
-from hpsearch.search.study.stores import TRACKING_URI, load_existing_study
+from hpsearch.search.study.stores import load_existing_study
 from hpsearch.search.study.tracking import Tracker
 
 
@@ -33,7 +34,7 @@ def collect_garbage(study_name: str, keep: int, storage: str | None, tracking_ur
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     study = load_existing_study(study_name, storage)
-    tracker = Tracker(tracking_uri or study.user_attrs.get(TRACKING_URI))
+    tracker = Tracker(tracking_uri or study.user_attrs.get(StudyAttr.TRACKING_URI))
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     complete.sort(key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
@@ -42,11 +43,11 @@ def collect_garbage(study_name: str, keep: int, storage: str | None, tracking_ur
     for t in trials:
         if t.number in kept or not t.state.is_finished():
             continue
-        leftover = trial_checkpoint_dir(study_name, t.user_attrs.get("origin", t.number))
+        leftover = trial_checkpoint_dir(study_name, t.user_attrs.get(TrialAttr.ORIGIN, t.number))
         if leftover.exists():
             freed += sum(p.stat().st_size for p in leftover.rglob("*") if p.is_file())
             shutil.rmtree(leftover, ignore_errors=True)
-        run_id = t.user_attrs.get("mlflow_run_id")
+        run_id = t.user_attrs.get(TrialAttr.MLFLOW_RUN_ID)
         if not run_id:
             continue
         size = _size(tracker, run_id, "checkpoints")
@@ -57,7 +58,7 @@ def collect_garbage(study_name: str, keep: int, storage: str | None, tracking_ur
             kept.add(t.number)  # a promoted model's checkpoint is never deleted
             continue
         get_artifact_repository(run.info.artifact_uri).delete_artifacts("checkpoints")
-        tracker.set_tags(run_id, {"hpsearch.checkpoint_deleted": "true"})
+        tracker.set_tags(run_id, {Tag.CHECKPOINT_DELETED: "true"})
         freed += size
         deleted.append(t.number)
     return {"kept": sorted(kept), "deleted": deleted, "freed_bytes": freed}

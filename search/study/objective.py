@@ -20,13 +20,14 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpsearch.data import DataBundle
-from hpsearch.models import param_count
-from hpsearch.search.train.checkpoint import atomic_save
-from hpsearch.search.train.config import ConfigError, TrainConfig
+from hpsearch.search.keys import Tag, TrialAttr
+from hpsearch.search.study import timing
 from hpsearch.search.study.manifest import trial_seed
 from hpsearch.search.study.spec import suggest
 from hpsearch.search.study.stores import OpenStudy
 from hpsearch.search.study.tracking import EpochLogger, log_config, log_outputs
+from hpsearch.search.train.checkpoint import atomic_save
+from hpsearch.search.train.config import ConfigError, TrainConfig
 from hpsearch.search.train.loop import StopTraining, TrainState, train
 
 DEFAULT_CHECKPOINT_DIR = Path("mlruns/checkpoints")
@@ -105,13 +106,17 @@ class EpochCheckpoint:
 
 
 class Objective:
+    """Called by Optuna once per trial. `stopwatch` (see `timing`) times the
+    work outside the epochs when `hpsearch bench` asks; by default it is off."""
+
     def __init__(self, opened: OpenStudy, data: DataBundle, device: str | None = None,
-                 progress=None, cells: int | None = None):
-        self.o = opened
+                 progress=None, cells: int | None = None, stopwatch=timing.OFF):
+        self.opened = opened
         self.data = data
         self.device = device
         self.progress = progress
         self.cells = cells
+        self.stopwatch = stopwatch
 
     # -- helpers --------------------------------------------------------------
     def _check_grid(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
@@ -123,23 +128,27 @@ class Objective:
             return
         frozen = trial.study.get_trials(deepcopy=False)[trial.number]
         retry = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen) is not None
-        origin = trial.user_attrs.get("origin")
+        origin = trial.user_attrs.get(TrialAttr.ORIGIN)
         blocking = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         for t in trial.study.get_trials(deepcopy=False):
-            if t.number == trial.number or t.params != params or t.user_attrs.get("duplicate"):
+            if t.number == trial.number or t.params != params or t.user_attrs.get(TrialAttr.DUPLICATE):
                 continue
-            if retry and (t.user_attrs.get("origin") == origin or t.state not in blocking):
+            if retry and (t.user_attrs.get(TrialAttr.ORIGIN) == origin or t.state not in blocking):
                 continue
-            trial.set_user_attr("duplicate", True)
+            trial.set_user_attr(TrialAttr.DUPLICATE, True)
             raise GridDuplicate(f"grid cell already taken by trial {t.number}")
 
     # -- the objective --------------------------------------------------------
     def __call__(self, trial: optuna.Trial) -> float:
-        o, spec = self.o, self.o.resolved.spec
-        params = suggest(trial, spec)
-        self._check_grid(trial, params)
-        origin = trial.user_attrs.get("origin", trial.number)
-        trial.set_user_attr("origin", origin)
+        o, spec, sw = self.opened, self.opened.resolved.spec, self.stopwatch
+        sw.start_trial(trial.number)
+        reporter = OptunaReporter(trial, spec.metric)
+        trial = sw.wrap(trial, "optuna_suggest_and_attrs")
+        with sw.section("optuna_suggest_and_attrs"):
+            params = suggest(trial, spec)
+            self._check_grid(trial, params)
+        origin = trial.user_attrs.get(TrialAttr.ORIGIN, trial.number)
+        trial.set_user_attr(TrialAttr.ORIGIN, origin)
         seed = trial_seed(spec.seed, origin)
         values, nominal = o.resolved.config_values(params)
         values["seed"] = seed
@@ -149,33 +158,33 @@ class Objective:
             config = TrainConfig.from_dict(values)
         except ConfigError as e:
             self._fail_before_run(trial, f"invalid configuration: {e}")
-        count = param_count(config.model_config())
-        trial.set_user_attr("param_count", count)
-        trial.set_user_attr("seed", seed)
-        trial.set_user_attr("config", config.to_dict())
+        count = config.param_count()
+        trial.set_user_attr(TrialAttr.PARAM_COUNT, count)
+        trial.set_user_attr(TrialAttr.SEED, seed)
+        trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
 
-        tracker = o.tracker
-        run_id = trial.user_attrs.get("mlflow_run_id")
+        tracker = sw.wrap(o.tracker, "mlflow_run_setup_and_end")
+        run_id = trial.user_attrs.get(TrialAttr.MLFLOW_RUN_ID)
         resumed = run_id is not None
         if resumed:
             tracker.reopen(run_id)
         else:
             run_id = tracker.create_run(
                 o.experiment_id, f"trial-{trial.number:04d}",
-                {"optuna.study": o.name, "optuna.trial_number": trial.number, "hpsearch.role": "trial"},
+                {Tag.STUDY: o.name, Tag.TRIAL_NUMBER: trial.number, Tag.ROLE: "trial"},
                 parent_id=o.parent_run_id,
             )
-            trial.set_user_attr("mlflow_run_id", run_id)
+            trial.set_user_attr(TrialAttr.MLFLOW_RUN_ID, run_id)
             log_config(tracker, run_id, config, {
                 **{f"{k}_nominal": v for k, v in nominal.items()},
                 **{f"optuna.{k}": v for k, v in params.items()},
             })
-        tracker.set_tags(run_id, {"optuna.trial_number": trial.number, "hpsearch.origin_trial": origin})
+        tracker.set_tags(run_id, {Tag.TRIAL_NUMBER: trial.number, Tag.ORIGIN_TRIAL: origin})
 
         if count > spec.budget:
             reason = f"over budget: {count:,} parameters > {spec.budget:,}"
-            trial.set_user_attr("prune_reason", reason)
-            tracker.finish(run_id, "PRUNED", reason, **{"hpsearch.over_budget": "true"})
+            trial.set_user_attr(TrialAttr.PRUNE_REASON, reason)
+            tracker.finish(run_id, "PRUNED", reason, **{Tag.OVER_BUDGET: "true"})
             self._say(trial, f"pruned before training: {reason}")
             raise optuna.TrialPruned(reason)
 
@@ -183,16 +192,18 @@ class Objective:
         last = ckpt_dir / "last.pt"
         resume = self._load_resume(last)
         if resume is not None:
-            trial.set_user_attr("resumed_from_epoch", resume["epoch"])
+            trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, resume["epoch"])
             self._backfill(run_id, resume)
             self._say(trial, f"resuming from epoch {resume['epoch']} checkpoint")
-        epoch_checkpoint = EpochCheckpoint(last, then=EpochLogger(tracker, run_id).on_epoch_end)
-        callbacks = [epoch_checkpoint, OptunaReporter(trial, spec.metric)]
+        epoch_checkpoint = sw.wrap(EpochCheckpoint(last, then=EpochLogger(o.tracker, run_id).on_epoch_end),
+                                   "epoch_checkpoint")
+        callbacks = [epoch_checkpoint, sw.wrap(reporter, "optuna_report_prune")]
         if self.progress is not None:
             callbacks.append(self.progress.epoch_callback(trial.number, config.epochs))
         try:
             try:
-                result = train(config, self.data, callbacks, resume=resume)
+                with sw.section("train_outside_epochs"):
+                    result = train(config, self.data, callbacks, resume=resume)
             finally:
                 write_error = epoch_checkpoint.close()  # the last epoch's write and MLflow record land first
             if write_error is not None:
@@ -204,38 +215,43 @@ class Objective:
             tracker.finish(run_id, "INTERRUPTED", "interrupted by signal")
             frozen = trial.study.get_trials(deepcopy=False)[trial.number]
             RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(trial.study, frozen)
-            trial.set_user_attr("fail_reason", "interrupted")
+            trial.set_user_attr(TrialAttr.FAIL_REASON, "interrupted")
             raise
         except Exception as e:
             reason = f"{type(e).__name__}: {e}".splitlines()[0]
-            trial.set_user_attr("fail_reason", reason)
-            tracker.set_tags(run_id, {"hpsearch.traceback": traceback.format_exc()[-4000:]})
+            trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
+            tracker.set_tags(run_id, {Tag.TRACEBACK: traceback.format_exc()[-4000:]})
             tracker.finish(run_id, "FAIL", reason)
             raise TrialFailed(reason) from e
 
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("best_val_acc", result.best_val_acc)
-        log_outputs(tracker, run_id, config, result, self.data.summary(), f"{o.name} trial {trial.number}",
-                    extra_config={"nominal": nominal, "params": params},
-                    extra_manifest={"trial_number": trial.number, "origin_trial": origin, "study": o.name})
+        trial.set_user_attr(TrialAttr.EPOCHS_RUN, result.epochs_run)
+        trial.set_user_attr(TrialAttr.BEST_EPOCH, result.best_epoch)
+        trial.set_user_attr(TrialAttr.BEST_VAL_ACC, result.best_val_acc)
+        with sw.section("mlflow_outputs_and_best_checkpoint"):
+            self._log_outputs(trial, run_id, config, result, origin, nominal, params)
         if result.status == "diverged":
-            trial.set_user_attr("fail_reason", result.reason)
+            trial.set_user_attr(TrialAttr.FAIL_REASON, result.reason)
             tracker.finish(run_id, "FAIL", result.reason)
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             raise TrialFailed(result.reason)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         if result.status == "stopped":
-            trial.set_user_attr("prune_reason", result.reason)
-            tracker.finish(run_id, "PRUNED", result.reason, **{"hpsearch.pruned_epoch": result.epochs_run})
+            trial.set_user_attr(TrialAttr.PRUNE_REASON, result.reason)
+            tracker.finish(run_id, "PRUNED", result.reason, **{Tag.PRUNED_EPOCH: result.epochs_run})
             raise optuna.TrialPruned(result.reason)
         tracker.finish(run_id, "COMPLETE")
         if spec.metric == "val_loss":
             return min(r.val_loss for r in result.history)
         return result.best_val_acc
 
+    def _log_outputs(self, trial, run_id, config, result, origin, nominal, params) -> None:
+        o = self.opened
+        log_outputs(o.tracker, run_id, config, result, self.data.summary(), f"{o.name} trial {trial.number}",
+                    extra_config={"nominal": nominal, "params": params},
+                    extra_manifest={"trial_number": trial.number, "origin_trial": origin, "study": o.name})
+
     def _fail_before_run(self, trial, reason: str):
-        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
         raise TrialFailed(reason)
 
     def _load_resume(self, path: Path) -> dict | None:
@@ -253,10 +269,10 @@ class Objective:
         and log), so every epoch appears exactly once."""
         from hpsearch.search.train.loop import EpochRecord
 
-        have = {m.step for m in self.o.tracker.client.get_metric_history(run_id, "val_acc")}
+        have = {m.step for m in self.opened.tracker.client.get_metric_history(run_id, "val_acc")}
         for r in resume["history"]:
             if r["epoch"] not in have:
-                self.o.tracker.log_epoch(run_id, EpochRecord(**r))
+                self.opened.tracker.log_epoch(run_id, EpochRecord(**r))
 
     def _say(self, trial, message: str) -> None:
         if self.progress is not None:

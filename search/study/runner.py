@@ -11,19 +11,22 @@ import dataclasses
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from hpsearch.data import load_dataset
-from hpsearch.search.train.config import parse_assignments
 from hpsearch.search.errors import UserError
-from hpsearch.search.study.objective import Objective
+from hpsearch.search.keys import TrialAttr
 from hpsearch.search.progress import Reporter, StudyProgress
+from hpsearch.search.study import timing
+from hpsearch.search.study.objective import Objective
 from hpsearch.search.study.spec import StudySpec, find_study_file, load_spec
 from hpsearch.search.study.storage import resolve_storage_url
 from hpsearch.search.study.stores import OpenStudy, open_study
 from hpsearch.search.study.tracking import Tracker
+from hpsearch.search.train.config import parse_assignments
 
 STUDIES_DIR = Path("studies")
 
@@ -43,6 +46,7 @@ class RunOptions:
     sets: tuple[str, ...] = ()
     quiet: bool = False
     studies_dir: Path = STUDIES_DIR
+    stopwatch: Any = timing.OFF  # `hpsearch bench` times the work outside the epochs
 
 
 def prepare(opts: RunOptions):
@@ -63,14 +67,14 @@ def work_left(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
 
     A logical trial is identified by its origin (a heartbeat retry carries its
     original trial's number); grid duplicates do not count."""
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("duplicate")]
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(TrialAttr.DUPLICATE)]
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     running = sum(t.state == TrialState.RUNNING for t in trials)
     if spec.sampler == "grid":
         touched = {tuple(sorted(t.params.items())) for t in trials if t.params}
         fresh = spec.grid_size() - len(touched)
     else:
-        origins = {t.user_attrs.get("origin", t.number) for t in trials}
+        origins = {t.user_attrs.get(TrialAttr.ORIGIN, t.number) for t in trials}
         fresh = spec.n_trials - len(origins)
     return max(0, fresh) + waiting, running
 
@@ -78,7 +82,7 @@ def work_left(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
 def counts(study: optuna.Study) -> dict[str, int]:
     out: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("duplicate"):
+        if t.user_attrs.get(TrialAttr.DUPLICATE):
             continue
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
@@ -134,7 +138,8 @@ def run_study(opts: RunOptions) -> OpenStudy:
         progress.set_best(*_best(study))
     except ValueError:
         pass  # no completed trial yet: nothing to show as best
-    objective = Objective(opened, data, device=opts.device, progress=progress, cells=spec.grid_size())
+    objective = Objective(opened, data, device=opts.device, progress=progress, cells=spec.grid_size(),
+                          stopwatch=opts.stopwatch)
     ran = 0
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -145,7 +150,7 @@ def run_study(opts: RunOptions) -> OpenStudy:
             ran += 1
             last = study.get_trials(deepcopy=False)[-1]
             _report_trial(progress, last)
-            if last.user_attrs.get("duplicate"):
+            if last.user_attrs.get(TrialAttr.DUPLICATE):
                 ran -= 1  # not a trial of ours: GridSampler handed out a taken cell
                 if work_left(study, spec)[0] == 0:
                     break
@@ -187,10 +192,10 @@ def _best_line(study) -> str:
 
 
 def _report_trial(progress: StudyProgress, t) -> None:
-    if t.user_attrs.get("duplicate"):
+    if t.user_attrs.get(TrialAttr.DUPLICATE):
         progress.note(f"trial {t.number}: grid cell already taken, skipped")
         return
-    detail = t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or ""
+    detail = t.user_attrs.get(TrialAttr.PRUNE_REASON) or t.user_attrs.get(TrialAttr.FAIL_REASON) or ""
     progress.trial_finished(t.number, t.state.name.lower(), t.value, detail)
 
 

@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.models import PARAM_BUDGET
-from hpsearch.search.train.config import ConfigError, TrainConfig, check_type, field_kind, field_names, scale_milestones
 from hpsearch.search.errors import UserError
 from hpsearch.search.study.manifest import SHIPPED_STUDIES
+from hpsearch.search.train.config import (
+    ConfigError,
+    TrainConfig,
+    check_type,
+    field_kind,
+    field_names,
+    scale_milestones,
+)
 
 SAMPLERS = ("grid", "tpe", "random")
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")

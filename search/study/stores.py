@@ -15,15 +15,10 @@ from typing import Any
 import optuna
 
 from hpsearch.search.errors import UserError
+from hpsearch.search.keys import StudyAttr, Tag
 from hpsearch.search.study.spec import Resolved, make_pruner, make_sampler
 from hpsearch.search.study.storage import open_storage, resolve_storage_url
 from hpsearch.search.study.tracking import Tracker
-
-IDENTITY = "hpsearch.identity"
-PARENT_RUN = "hpsearch.mlflow_parent_run_id"
-EXPERIMENT = "hpsearch.mlflow_experiment_id"
-TRACKING_URI = "hpsearch.tracking_uri"
-SPEC = "hpsearch.spec"
 
 
 @dataclass
@@ -68,10 +63,10 @@ def open_study(resolved: Resolved, study_name: str, storage_url: str | None, tra
         )
     except Exception as e:  # storage errors surface here for lazily connecting URLs
         raise UserError(f"Optuna storage {url} cannot be opened: {str(e).splitlines()[0]}") from None
-    stored = study.user_attrs.get(IDENTITY)
+    stored = study.user_attrs.get(StudyAttr.IDENTITY)
     if stored is None:
-        study.set_user_attr(IDENTITY, identity)
-        study.set_user_attr(SPEC, {"path": str(spec.path), "grid_size": spec.grid_size(),
+        study.set_user_attr(StudyAttr.IDENTITY, identity)
+        study.set_user_attr(StudyAttr.SPEC, {"path": str(spec.path), "grid_size": spec.grid_size(),
                                    "n_trials": spec.n_trials, "budget": spec.budget,
                                    "space": {k: p.describe() for k, p in spec.space.items()},
                                    "sampler": spec.sampler, "pruner": spec.pruner,
@@ -83,19 +78,19 @@ def open_study(resolved: Resolved, study_name: str, storage_url: str | None, tra
             f"resume it unchanged, or start a separate study with --study-name"
         )
     experiment_id = tracker.experiment_id(study_name)
-    parent = study.user_attrs.get(PARENT_RUN)
+    parent = study.user_attrs.get(StudyAttr.PARENT_RUN)
     if parent is None:
         parent = tracker.create_run(
             experiment_id, f"study:{study_name}",
-            {"optuna.study": study_name, "hpsearch.role": "study", "hpsearch.storage": _safe_url(url)},
+            {Tag.STUDY: study_name, Tag.ROLE: "study", Tag.STORAGE: _safe_url(url)},
         )
         tracker.log_params(parent, {"sampler": spec.sampler, "pruner": spec.pruner, "metric": spec.metric,
                                     "budget": spec.budget, "study_seed": spec.seed,
                                     "space": json.dumps({k: p.describe() for k, p in spec.space.items()}),
                                     **{f"fixed.{k}": v for k, v in resolved.fixed.items()}})
-        study.set_user_attr(PARENT_RUN, parent)
-        study.set_user_attr(EXPERIMENT, experiment_id)
-        study.set_user_attr(TRACKING_URI, tracker.uri)
+        study.set_user_attr(StudyAttr.PARENT_RUN, parent)
+        study.set_user_attr(StudyAttr.EXPERIMENT, experiment_id)
+        study.set_user_attr(StudyAttr.TRACKING_URI, tracker.uri)
     elif tracker.run_status(parent) != "RUNNING":
         tracker.reopen(parent)
     return OpenStudy(study, resolved, tracker, experiment_id, parent, url)

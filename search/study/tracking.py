@@ -15,7 +15,6 @@ so no global "active run" state leaks between trials of one process.
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.search.errors import UserError
+from hpsearch.search.keys import Tag
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 LOCAL_ARTIFACTS = Path("mlruns/artifacts")
@@ -173,9 +173,9 @@ class Tracker:
         try:
             self.flush()
         finally:
-            extra = {"optuna.trial_state": state, **tags}
+            extra = {Tag.TRIAL_STATE: state, **tags}
             if reason:
-                extra["hpsearch.reason"] = reason[:4000]
+                extra[Tag.REASON] = reason[:4000]
             self.set_tags(run_id, extra)
             self.client.set_terminated(run_id, status=STATUS_OF_STATE[state])
 
@@ -199,18 +199,10 @@ class EpochLogger:
         self.tracker.log_epoch(self.run_id, record)
 
 
-@functools.lru_cache(maxsize=256)
-def _param_count(model_config) -> int:
-    """Trials of one study mostly share an architecture: count each once."""
-    from hpsearch.models import param_count
-
-    return param_count(model_config)
-
-
 def log_config(tracker: Tracker, run_id: str, config, extra: dict[str, Any] | None = None) -> None:
     """Every TrainConfig value as a param, plus architecture, data set and size
     (and the size as a metric), in one round trip."""
-    count = _param_count(config.model_config())
+    count = config.param_count()
     tracker.log_params(run_id, {**config.to_dict(), "architecture": config.model, "dataset": config.dataset,
                                 "param_count": count, **(extra or {})}, metrics={"param_count": count})
 
@@ -220,9 +212,9 @@ def log_outputs(tracker: Tracker, run_id: str, config, result, data_summary: dic
     """What every finished training leaves in its run: summary metrics, the
     learning-curve figure, the resolved config, the manifest, the history and
     (if it completed) the best checkpoint."""
-    from hpsearch.search.train.checkpoint import save_model_checkpoint
     from hpsearch.search.review.figures import learning_curves
     from hpsearch.search.study.manifest import manifest
+    from hpsearch.search.train.checkpoint import save_model_checkpoint
 
     history = [r.to_dict() for r in result.history]
     tracker.log_metrics(run_id, {"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch,

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.data import load_dataset
-from hpsearch.search.train.checkpoint import save_model_checkpoint
-from hpsearch.search.train.config import TrainConfig, parse_assignments, scale_milestones
+from hpsearch.search.keys import Tag
 from hpsearch.search.progress import EpochPrinter, Reporter
 from hpsearch.search.study.tracking import EpochLogger, Tracker, log_config, log_outputs
+from hpsearch.search.train.checkpoint import save_model_checkpoint
+from hpsearch.search.train.config import TrainConfig, parse_assignments, scale_milestones
 from hpsearch.search.train.loop import train
 
 TRAIN_EXPERIMENT = "hpsearch-train"
@@ -46,7 +47,7 @@ def train_one(options, sets, *, data_dir=None, json_path=None, save_path=None,
     if tracking_uri is not None:
         tracker = Tracker(tracking_uri)
         experiment = tracker.experiment_id(TRAIN_EXPERIMENT)
-        run_id = tracker.create_run(experiment, f"{config.model}-{config.dataset}", {"hpsearch.role": "train"})
+        run_id = tracker.create_run(experiment, f"{config.model}-{config.dataset}", {Tag.ROLE: "train"})
         log_config(tracker, run_id, config)
         callbacks.append(EpochLogger(tracker, run_id))
     try:

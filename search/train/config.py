@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpsearch.data import DATASETS, AugmentConfig
-from hpsearch.models import ResNetConfig, model_config, preset_names
+from hpsearch.models import ResNetConfig, model_config, param_count, preset_names
 
 
 class ConfigError(ValueError):
@@ -128,6 +128,10 @@ class TrainConfig:
             se=self.se,
             dropout=self.dropout,
         )
+
+    def param_count(self) -> int:
+        """Trainable parameters of the architecture (`hpsearch.models.param_count`)."""
+        return param_count(self.model_config())
 
     def augment_config(self) -> AugmentConfig | None:
         if not self.augment:

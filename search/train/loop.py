@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from hpsearch.data import DataBundle, prepare_batch
-from hpsearch.models import ResNet, count_parameters
+from hpsearch.models import build_model
 from hpsearch.search.train.config import TrainConfig
 from hpsearch.search.train.optim import build_optimizer, build_scheduler
 
@@ -112,10 +112,10 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class FastPath:
-    """How `train` runs a model on a device, in one place: on CUDA channels_last
-    and bf16 autocast (`channels_last`, `amp`), on CPU neither (bf16 autocast
-    is slow on CPUs without AMX); `torch.compile` only when the config asks for
+class ExecutionPath:
+    """How a model runs on a device, in one place: on CUDA channels_last and
+    bf16 autocast (`channels_last`, `amp`), on CPU neither (bf16 autocast is
+    slow on CPUs without AMX); `torch.compile` only when the config asks for
     it. `hpsearch bench` measures exactly this path against a plain fp32 loop."""
 
     memory_format: torch.memory_format
@@ -123,7 +123,7 @@ class FastPath:
     compile: bool
 
     @classmethod
-    def of(cls, config: TrainConfig, device: torch.device) -> FastPath:
+    def of(cls, config: TrainConfig, device: torch.device) -> ExecutionPath:
         cuda = device.type == "cuda"
         return cls(
             memory_format=torch.channels_last if cuda and config.channels_last else torch.contiguous_format,
@@ -134,9 +134,51 @@ class FastPath:
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
-    def forward(self, model: nn.Module):
-        """What the loop calls: the model itself, or its compiled version."""
+    def compiled(self, model: nn.Module) -> nn.Module:
+        """The module the loop calls: the model itself, or its compiled version."""
         return torch.compile(model) if self.compile else model
+
+
+@dataclass
+class TrainingSetup:
+    """Everything a run builds from its config on a device, shared by `train()`
+    and `hpsearch bench` (which times these very objects): the model in the
+    path's memory format, the module the loop calls, optimiser, schedule and loss."""
+
+    config: TrainConfig
+    device: torch.device
+    path: ExecutionPath
+    model: nn.Module
+    forward: nn.Module  # `model`, or its compiled version
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    criterion: nn.Module
+    param_count: int
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor):
+        return train_step(self.forward, self.optimizer, self.criterion, xb, yb, self.path.autocast)
+
+    def train_epoch(self, x, y, shuffle: torch.Generator, aug_gen: torch.Generator) -> tuple[float, float]:
+        return _train_epoch(self.forward, self.optimizer, self.criterion, x, y, self.config.batch_size,
+                            self.config.augment_config(), shuffle, aug_gen, self.path.memory_format,
+                            self.path.autocast)
+
+    def evaluate(self, x, y) -> tuple[float, float]:
+        return evaluate(self.forward, x, y, self.config.eval_batch_size, self.path.memory_format,
+                        self.path.autocast)
+
+
+def setup(config: TrainConfig, device: torch.device) -> TrainingSetup:
+    """Seeded model, optimiser and schedule for `config` on `device`."""
+    path = ExecutionPath.of(config, device)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model_config()).to(device)
+    model = model.to(memory_format=path.memory_format)
+    optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(config, optimizer)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return TrainingSetup(config, device, path, model, path.compiled(model), optimizer, scheduler, criterion,
+                         config.param_count())
 
 
 # Images augmented per `prepare_batch` call in the training loop, then sliced
@@ -202,15 +244,9 @@ def train(
     resume: dict[str, Any] | None = None,
 ) -> TrainResult:
     device = resolve_device(config.device)
-    path = FastPath.of(config, device)
-    torch.manual_seed(config.seed)
-    model = ResNet(config.model_config()).to(device)
-    n_params = count_parameters(model)
-    memory_format = path.memory_format
-    model = model.to(memory_format=memory_format)
-    optimizer = build_optimizer(config, model)
-    scheduler = build_scheduler(config, optimizer)
-    state = TrainState(config, model, optimizer, scheduler, n_params)
+    run = setup(config, device)
+    model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
+    state = TrainState(config, model, optimizer, scheduler, run.param_count)
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -221,12 +257,8 @@ def train(
         state.best_epoch = resume["best_epoch"]
         state.best_state = resume["best_state"]
 
-    forward = path.forward(model)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     val_x, val_y = data.val_x.to(device), data.val_y.to(device)
-    augment = config.augment_config()
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    autocast = path.autocast
 
     status, reason = "completed", None
     for epoch in range(state.epoch + 1, config.epochs + 1):
@@ -235,14 +267,9 @@ def train(
         torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout draws
         shuffle = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
         aug_gen = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch) + 1)
-        train_loss, train_acc = _train_epoch(
-            forward, optimizer, criterion, train_x, train_y, config.batch_size,
-            augment, shuffle, aug_gen, memory_format, autocast,
-        )
+        train_loss, train_acc = run.train_epoch(train_x, train_y, shuffle, aug_gen)
         scheduler.step()
-        val_loss, val_acc = evaluate(
-            forward, val_x, val_y, config.eval_batch_size, memory_format, autocast
-        )
+        val_loss, val_acc = run.evaluate(val_x, val_y)
         record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - start)
         state.history.append(record)
         state.epoch = epoch
@@ -266,7 +293,7 @@ def train(
         best_val_acc=max(state.best_val_acc, 0.0),
         best_epoch=state.best_epoch,
         best_state=state.best_state,
-        param_count=n_params,
+        param_count=run.param_count,
         model_config=config.model_config().to_dict(),
         device=str(device),
     )

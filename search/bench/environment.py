@@ -1,0 +1,110 @@
+"""What every benchmark part shares: the machine and its sizes, timing helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity, not the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rounds: int  # interleaved repeats of each side-by-side pair (medians reported)
+    data_images: int  # images timed per side and round
+    data_pool: int  # distinct images both data paths draw from
+    step_warmup: int  # steps before timing (per side and round)
+    step_steps: int  # timed steps per side and round
+    trials: int  # overhead study: trials
+    epochs: int  # ... epochs per trial
+    synthetic_size: int  # ... synthetic pool (train + validation)
+    val_size: int  # ... validation hold-out
+
+    def describe_trial(self) -> str:
+        return (f"{self.trials} trials x {self.epochs} epochs of resnet-tiny on "
+                f"{self.synthetic_size - self.val_size:,} train / {self.val_size:,} val synthetic images")
+
+
+# On CPU the overhead study has the shape of the smoke study (studies/smoke.toml:
+# 6 trials of 3 epochs on 5,000 train / 1,000 val images), the offline demo
+# users run first and the smallest real study, so the least favourable to the
+# overhead share. On CUDA such a trial is over in seconds, so there the data
+# set is CIFAR-10-sized, as a real trial's.
+SIZES = {
+    ("cpu", False): Sizes(rounds=3, data_images=6144, data_pool=4096, step_warmup=2, step_steps=12,
+                          trials=6, epochs=3, synthetic_size=6000, val_size=1000),
+    ("cuda", False): Sizes(rounds=2, data_images=16384, data_pool=16384, step_warmup=10, step_steps=40,
+                           trials=2, epochs=3, synthetic_size=50000, val_size=5000),
+    ("cpu", True): Sizes(rounds=1, data_images=256, data_pool=256, step_warmup=1, step_steps=2,
+                         trials=1, epochs=1, synthetic_size=300, val_size=100),
+    ("cuda", True): Sizes(rounds=1, data_images=1024, data_pool=1024, step_warmup=2, step_steps=5,
+                          trials=1, epochs=1, synthetic_size=600, val_size=100),
+}
+
+
+def default_model(device_type: str) -> str:
+    # resnet-seed is the report's network; on 2 CPU cores one of its steps takes
+    # seconds, so the CPU default is the tiny preset.
+    return "resnet-seed" if device_type == "cuda" else "resnet-tiny"
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
+def environment(device, cores: int) -> dict[str, Any]:
+    import torch
+    import torchvision
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {
+        "device": device.type,
+        "device_name": name,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "cores": cores,
+        "torch_threads": cores,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }

@@ -1,0 +1,65 @@
+"""The names hpsearch writes into Optuna and MLflow, each in one place.
+
+Trial user attributes (Optuna), study user attributes (Optuna) and run tags
+(MLflow) are read by other commands and other processes (`status`, `gc`,
+`promote`, a second worker), so a name is never spelled twice.
+"""
+
+from __future__ import annotations
+
+
+class TrialAttr:
+    """Optuna trial user attributes."""
+
+    MLFLOW_RUN_ID = "mlflow_run_id"  # the trial's MLflow run (a retry continues it)
+    ORIGIN = "origin"  # number of the first trial of this logical trial (retries share it)
+    SEED = "seed"
+    CONFIG = "config"  # the resolved TrainConfig as a dict
+    PARAM_COUNT = "param_count"
+    DUPLICATE = "duplicate"  # a grid cell handed out twice: not trained
+    PRUNE_REASON = "prune_reason"
+    FAIL_REASON = "fail_reason"
+    RESUMED_FROM_EPOCH = "resumed_from_epoch"
+    EPOCHS_RUN = "epochs_run"
+    BEST_EPOCH = "best_epoch"
+    BEST_VAL_ACC = "best_val_acc"
+
+
+class StudyAttr:
+    """Optuna study user attributes: what the study was created with."""
+
+    IDENTITY = "hpsearch.identity"  # fixed values that must not change on resume
+    SPEC = "hpsearch.spec"  # the study file's shape, for read-only commands
+    PARENT_RUN = "hpsearch.mlflow_parent_run_id"
+    EXPERIMENT = "hpsearch.mlflow_experiment_id"
+    TRACKING_URI = "hpsearch.tracking_uri"
+    PROMOTED = "hpsearch.promoted"  # {trial number: [promotions]}
+
+
+class Tag:
+    """MLflow run tags."""
+
+    STUDY = "optuna.study"
+    TRIAL_NUMBER = "optuna.trial_number"
+    TRIAL_STATE = "optuna.trial_state"
+    ROLE = "hpsearch.role"  # study, trial or train
+    STORAGE = "hpsearch.storage"
+    ORIGIN_TRIAL = "hpsearch.origin_trial"
+    REASON = "hpsearch.reason"
+    TRACEBACK = "hpsearch.traceback"
+    OVER_BUDGET = "hpsearch.over_budget"
+    PRUNED_EPOCH = "hpsearch.pruned_epoch"
+    CHECKPOINT_DELETED = "hpsearch.checkpoint_deleted"
+    PROMOTED = "hpsearch.promoted"
+    LEAKY = "hpsearch.leaky"
+    SELECTION = "hpsearch.selection"
+    # lineage of a registered model version
+    LINEAGE_STUDY = "hpsearch.study"
+    LINEAGE_TRIAL = "hpsearch.trial"
+    LINEAGE_RUN_ID = "hpsearch.run_id"
+    LINEAGE_PARAM_COUNT = "hpsearch.param_count"
+    LINEAGE_VAL_ACC = "hpsearch.val_acc"
+    LINEAGE_TEST_ACC = "hpsearch.test_acc"
+    LINEAGE_DATASET = "hpsearch.dataset"
+    LINEAGE_TRACKING_URI = "hpsearch.tracking_uri"
+    REGISTERED_MODEL = "hpsearch.registered_model"
