@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of issue 6 (fast training path, `hpsearch bench`); not run by CI.
+# GPU check of the fast training path (`hpsearch bench`); not run by CI.
 #
 # From the repository root, on a machine with a CUDA GPU and torch installed
 # (hpsearch itself need not be installed):

@@ -3,7 +3,7 @@
 ``cifar_test_nolabels.pkl`` is a pickled dict with ``b'data'`` (the images)
 and ``b'ids'`` (one id per image). Copies in the wild store the images as
 (N, 3072) CHW-flat like the CIFAR batches, as (N, 3, 32, 32), or as
-(N, 32, 32, 3) channel-last (DESIGN.md); all three are accepted and come back
+(N, 32, 32, 3) channel-last; all three are accepted and come back
 as (N, 3, 32, 32), anything else is refused. The submission is a CSV with the
 header ``ID,Labels`` and one row per id, as the competition expects.
 """

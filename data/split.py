@@ -1,6 +1,6 @@
 """The fixed, stratified hold-out split and the digest that identifies it.
 
-Validation is a hold-out of the training set (DESIGN.md, "Data and the
+Validation is a hold-out of the training set (the evaluation protocol: "Data and the
 evaluation protocol"): model selection and pruning use it, the test set is
 left alone. Stratified so that every class keeps its share in both parts,
 and deterministic in the seed so every trial of a study sees the same split.

@@ -19,6 +19,12 @@ from hpsearch.models.resnet import ResNet, ResNetConfig, count_parameters
 PARAM_BUDGET = 5_000_000  # the project's constraint: under 5M trainable parameters
 
 
+def fits_budget(count: int, budget: int = PARAM_BUDGET) -> bool:
+    """The one budget rule: a study's `budget` is the largest trainable-parameter
+    count allowed (the report's 4,985,390 fits 5,000,000; 5,021,251 does not)."""
+    return count <= budget
+
+
 class UnknownPreset(ValueError):
     pass
 

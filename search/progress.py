@@ -88,17 +88,11 @@ class StudyProgress:
         else:
             self.r.info(message)
 
-    def epoch_callback(self, trial_number: int, epochs: int):
-        progress = self
-
-        class _Cb:
-            def on_epoch_end(self, record, state):
-                progress.epoch(trial_number, record, epochs)
-
+    def epoch_callback(self, trial_number: int, epochs: int) -> TrialEpochs:
         if self._progress is not None:
             self._progress.update(self._epochs, description=f"trial {trial_number} epoch", total=epochs,
                                   completed=0, visible=True)
-        return _Cb()
+        return TrialEpochs(self, trial_number, epochs)
 
     def epoch(self, trial_number: int, record, epochs: int) -> None:
         if self._progress is not None:
@@ -124,3 +118,13 @@ class StudyProgress:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+class TrialEpochs:
+    """Training callback: shows each epoch of one trial on a `StudyProgress`."""
+
+    def __init__(self, progress: StudyProgress, trial_number: int, epochs: int):
+        self.progress, self.trial_number, self.epochs = progress, trial_number, epochs
+
+    def on_epoch_end(self, record, state) -> None:
+        self.progress.epoch(self.trial_number, record, self.epochs)

@@ -1,12 +1,8 @@
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-ROOT = Path(__file__).resolve().parents[1]
-STUDIES = ROOT / "studies"
 
 
 @pytest.fixture(autouse=True)
@@ -59,9 +55,3 @@ def cli():
 
     return invoke
 
-
-def hpsearch_cmd() -> list[str]:
-    return [sys.executable, "-m", "hpsearch.search.cli"]
-
-
-TINY = ["--set", "model=resnet-tiny", "--set", "synthetic_size=600", "--set", "val_size=100"]

@@ -2,24 +2,11 @@
 traceback, and nothing created in either store."""
 
 import pytest
+from studyfiles import study_toml
 
 from hpsearch.data.testing import write_cifar_batches
 
-GOOD = """
-[study]
-sampler = "grid"
-pruner = "none"
-[train]
-model = "resnet-tiny"
-dataset = "synthetic"
-synthetic_size = 300
-val_size = 100
-epochs = 2
-scheduler = "multistep"
-milestones = [1, 2]
-[space]
-lr = [0.1]
-"""
+GOOD = study_toml(train={"scheduler": "multistep", "milestones": [1, 2]})
 
 
 def assert_refused(result, *needles):
@@ -55,17 +42,22 @@ def run_file(cli, workdir, text, *extra):
     (GOOD.replace('model = "resnet-tiny"', 'model = "resnet-9000"'), ["[train]", "unknown preset 'resnet-9000'"]),
     (GOOD.replace('sampler = "grid"', 'sampler = "bayes"'), ["[study].sampler", "allowed: grid, tpe, random"]),
     (GOOD.replace("lr = [0.1]", "lr = {low = 0.01, high = 0.1}"), ["[space].lr", "grid sampler needs a list"]),
+    (GOOD.replace("epochs = 2", "epochs = 2\nseed = 3"), ["[train].seed", "[study].seed"]),
 ])
 def test_bad_study_files(cli, workdir, text, needles):
     assert_refused(run_file(cli, workdir, text), *needles)
     assert_stores_untouched(workdir)
 
 
-def test_milestones_beyond_epochs_after_scaling(cli, workdir):
+def test_scaling_drops_milestones_past_the_run_as_hpsearch_train_does(cli, workdir):
+    """One milestone policy: `--epochs 1` on a 200-epoch study keeps the scaled
+    milestones that can still act, like `hpsearch train --epochs 1`."""
+    import optuna
+
     text = GOOD.replace("epochs = 2", "epochs = 200").replace("milestones = [1, 2]", "milestones = [100, 199]")
-    r = run_file(cli, workdir, text, "--epochs", 1)
-    assert_refused(r, "milestones", "after scaling 200 -> 1 epochs")
-    assert_stores_untouched(workdir)
+    run_file(cli, workdir, text, "--epochs", 1)
+    (trial,) = optuna.load_study(study_name="bad", storage=f"sqlite:///{workdir}/mlruns/optuna.db").get_trials()
+    assert trial.user_attrs["config"]["milestones"] == [1] and trial.user_attrs["config"]["epochs"] == 1
 
 
 def test_unknown_study_name(cli, workdir):
@@ -121,4 +113,19 @@ def test_unreachable_tracking_server(cli, workdir):
     path.write_text(GOOD)
     r = cli("run", "--study", path, "--tracking-uri", "http://127.0.0.1:9", ok=False)
     assert_refused(r, "MLflow tracking store http://127.0.0.1:9 cannot be opened")
+    assert_stores_untouched(workdir)
+
+
+def test_set_seed_in_a_study_is_refused(cli, workdir):
+    assert_refused(run_file(cli, workdir, GOOD, "--set", "seed=3"), "--set seed", "--seed")
+    assert_stores_untouched(workdir)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_device_cuda_without_a_gpu_is_refused_before_anything_is_written(cli, workdir):
+    assert_refused(run_file(cli, workdir, GOOD, "--device", "cuda"), "device", "no CUDA device")
+    assert_stores_untouched(workdir)
+    r = cli("train", "--model", "resnet-tiny", "--device", "cuda", "--set", "synthetic_size=300",
+            "--set", "val_size=100", ok=False)
+    assert_refused(r, "device", "no CUDA device")
     assert_stores_untouched(workdir)

@@ -41,4 +41,5 @@ def test_scale_milestones_keeps_the_shape():
     assert scale_milestones([100, 150], 200, 20) == [10, 15]
     assert scale_milestones([125, 175], 200, 20) == [13, 18]  # half up
     assert scale_milestones([80, 120], 200, 3) == [1, 2]  # at least 1, strictly increasing
-    assert scale_milestones([50, 100], 200, 1) == [1, 2]
+    assert scale_milestones([50, 100], 200, 1) == [1]  # 2 would fall past the run's last epoch
+    assert scale_milestones([190, 195], 200, 1) == [1]

@@ -9,27 +9,13 @@ import time
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-
-GRID = """
-[study]
-sampler = "grid"
-pruner = "none"
-[train]
-model = "resnet-tiny"
-dataset = "synthetic"
-synthetic_size = {size}
-val_size = 100
-epochs = {epochs}
-batch_size = 32
-scheduler = "cosine"
-[space]
-lr = {lrs}
-"""
+from studyfiles import study_toml
 
 
 def write_grid(workdir, name, lrs, epochs=1, size=300):
     path = workdir / f"{name}.toml"
-    path.write_text(GRID.format(lrs=lrs, epochs=epochs, size=size))
+    path.write_text(study_toml(train={"synthetic_size": size, "epochs": epochs, "batch_size": 32,
+                                      "scheduler": "cosine"}, space={"lr": list(lrs)}))
     return path
 
 
@@ -88,7 +74,7 @@ def wait_for_epochs(storage, name, n, proc, deadline=300):
 
 
 def test_sigkill_mid_trial_resumes_from_the_last_epoch(workdir):
-    spec = write_grid(workdir, "crash", "[0.1]", epochs=6, size=600)
+    spec = write_grid(workdir, "crash", [0.1], epochs=6, size=600)
     storage, client = local_stores(workdir)
     proc = hpsearch(workdir, "run", "--study", spec, "--quiet")
     victim = wait_for_epochs(storage, "crash", 2, proc)
@@ -113,7 +99,7 @@ def test_sigkill_mid_trial_resumes_from_the_last_epoch(workdir):
 
 
 def test_sigterm_records_the_trial_as_interrupted_and_a_rerun_continues(workdir):
-    spec = write_grid(workdir, "stop", "[0.1]", epochs=5, size=600)
+    spec = write_grid(workdir, "stop", [0.1], epochs=5, size=600)
     storage, client = local_stores(workdir)
     proc = hpsearch(workdir, "run", "--study", spec, "--quiet")
     victim = wait_for_epochs(storage, "stop", 1, proc)
@@ -138,7 +124,7 @@ def test_sigterm_records_the_trial_as_interrupted_and_a_rerun_continues(workdir)
 
 def test_four_workers_on_sqlite_run_every_cell_exactly_once(workdir):
     cells = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5]
-    spec = write_grid(workdir, "par", str(cells), epochs=1, size=200)
+    spec = write_grid(workdir, "par", cells, epochs=1, size=200)
     code, out = finish(hpsearch(workdir, "run", "--study", spec, "--workers", 4, "--quiet"))
     assert code == 0, out
     assert "locked" not in out
@@ -204,7 +190,7 @@ def test_three_workers_on_postgresql_with_an_mlflow_server(workdir, postgres_dbs
                 assert time.time() < deadline and server.poll() is None, "MLflow server did not start"
                 time.sleep(1)
         cells = [0.01, 0.05, 0.1, 0.2, 0.3, 0.5]
-        spec = write_grid(workdir, "pg", str(cells), epochs=1, size=200)
+        spec = write_grid(workdir, "pg", cells, epochs=1, size=200)
         tracking = f"http://127.0.0.1:{port}"
         code, out = finish(hpsearch(workdir, "run", "--study", spec, "--workers", 3, "--quiet",
                                     "--storage", _pg_url(optuna_db), "--tracking-uri", tracking))
@@ -218,7 +204,7 @@ def test_three_workers_on_postgresql_with_an_mlflow_server(workdir, postgres_dbs
 
 
 def test_gc_keeps_the_top_k_and_promoted_checkpoints(workdir, cli):
-    spec = write_grid(workdir, "disk", "[0.01, 0.1, 0.3]", epochs=1, size=200)
+    spec = write_grid(workdir, "disk", [0.01, 0.1, 0.3], epochs=1, size=200)
     cli("run", "--study", spec, "--quiet")
     storage, client = local_stores(workdir)
     study = optuna.load_study(study_name="disk", storage=storage)

@@ -14,47 +14,20 @@ import numpy as np
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from studyfiles import study_toml
 
 from hpsearch.data.testing import write_kaggle_file
 from hpsearch.search.review.plots import pareto_front
 
 # Three completed trials whose two searched values both vary: every figure
 # can be drawn (importances and contours need that).
-REVIEW = """
-[study]
-sampler = "random"
-pruner = "none"
-n_trials = 3
-seed = 0
-[train]
-model = "resnet-tiny"
-dataset = "synthetic"
-synthetic_size = 300
-val_size = 100
-epochs = 2
-scheduler = "none"
-[space]
-lr = { low = 0.02, high = 0.2, log = true }
-weight_decay = { low = 1e-5, high = 1e-3, log = true }
-"""
+REVIEW = study_toml(study={"sampler": "random", "n_trials": 3, "seed": 0},
+                    space={"lr": {"low": 0.02, "high": 0.2, "log": True},
+                           "weight_decay": {"low": 1e-5, "high": 1e-3, "log": True}})
 
 # One trial of each fate: complete, failed (diverges), pruned (over budget).
-ROUGH = """
-[study]
-sampler = "grid"
-pruner = "none"
-budget = 100_000
-seed = 0
-[train]
-dataset = "synthetic"
-synthetic_size = 300
-val_size = 100
-epochs = 2
-scheduler = "none"
-[space]
-model = ["resnet-tiny", "resnet-seed"]
-lr = [0.05, 1e30]
-"""
+ROUGH = study_toml(study={"budget": 100_000, "seed": 0}, train={"model": None},
+                   space={"model": ["resnet-tiny", "resnet-seed"], "lr": [0.05, 1e30]})
 
 N_KAGGLE = 37
 

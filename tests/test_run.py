@@ -6,6 +6,7 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from studyfiles import study_toml
 
 from hpsearch.data import load_dataset
 from hpsearch.data.testing import write_cifar_batches
@@ -38,21 +39,8 @@ def child_runs(client, name):
     return parents, children
 
 
-TINY_GRID = """
-[study]
-sampler = "grid"
-pruner = "none"
-[train]
-model = "resnet-tiny"
-dataset = "synthetic"
-synthetic_size = 400
-val_size = 100
-epochs = 2
-scheduler = "cosine"
-[space]
-lr = [0.05, 0.2]
-batch_size = [32, 64]
-"""
+TINY_GRID = study_toml(train={"synthetic_size": 400, "scheduler": "cosine"},
+                       space={"lr": [0.05, 0.2], "batch_size": [32, 64]})
 
 
 def test_smoke_study_fills_both_stores(cli, workdir):

@@ -13,22 +13,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from studyfiles import study_toml
 
-ONE_TRIAL = """
-[study]
-sampler = "grid"
-pruner = "none"
-seed = 0
-[train]
-model = "resnet-tiny"
-dataset = "synthetic"
-synthetic_size = 100
-val_size = 20
-epochs = 1
-scheduler = "none"
-[space]
-lr = [0.1]
-"""
+ONE_TRIAL = study_toml(study={"seed": 0}, train={"synthetic_size": 100, "val_size": 20, "epochs": 1})
 START_DEADLINE = 150  # seconds; ~15 s on an idle machine, this one is shared
 
 

@@ -111,3 +111,36 @@ def test_resume_from_an_epoch_checkpoint_continues_exactly():
     assert resumed.best_val_acc == full.best_val_acc
     for k, v in full.best_state.items():
         assert torch.equal(v, resumed.best_state[k])
+
+
+def test_lookahead_moves_halfway_back_to_the_slow_weights():
+    """k=1, alpha=0.5: each step ends halfway between the old weights and
+    where plain SGD would have gone (Zhang et al. 2019)."""
+    from hpsearch.models import build_model
+    from hpsearch.search.train.optim import build_optimizer
+
+    def one_step(optimizer_name):
+        cfg = TrainConfig(model="resnet-tiny", optimizer=optimizer_name, lookahead_k=1, lookahead_alpha=0.5,
+                          momentum=0.0, weight_decay=0.0)
+        torch.manual_seed(0)
+        model = build_model(cfg.model_config())
+        before = [p.detach().clone() for p in model.parameters()]
+        opt = build_optimizer(cfg, model)
+        model(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))).sum().backward()
+        opt.step()
+        return before, [p.detach() for p in model.parameters()]
+
+    before, sgd = one_step("sgd")
+    _, lookahead = one_step("lookahead")
+    for b, s, la in zip(before, sgd, lookahead):
+        torch.testing.assert_close(la, b + 0.5 * (s - b))
+
+
+def test_the_kept_checkpoint_is_chosen_by_the_selection_metric():
+    cfg = TrainConfig(**SMALL, epochs=3, scheduler="none", lr=0.3)
+    data = small_data(cfg)
+    by_acc, by_loss = train(cfg, data), train(cfg, data, select="val_loss")
+    accs, losses = [r.val_acc for r in by_acc.history], [r.val_loss for r in by_loss.history]
+    assert by_acc.best_epoch == 1 + accs.index(max(accs))
+    assert by_loss.best_epoch == 1 + losses.index(min(losses))
+    assert by_loss.best_val_acc == by_loss.history[by_loss.best_epoch - 1].val_acc

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hpsearch.models import PARAM_BUDGET, PRESETS, model_config, param_count
+from hpsearch.models import PRESETS, fits_budget, model_config, param_count
 from hpsearch.search.keys import TrialAttr
 
 
@@ -20,9 +20,9 @@ def model_rows() -> list[dict]:
         rows.append({
             "name": name,
             "params": n,
-            "fits": n < PARAM_BUDGET,
+            "fits": fits_budget(n),
             "params_se": n_se,
-            "fits_se": n_se < PARAM_BUDGET,
+            "fits_se": fits_budget(n_se),
             "description": preset.description,
         })
     return rows

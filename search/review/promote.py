@@ -135,13 +135,10 @@ def _rebuild_data(config, data_dir, recorded_digest: str | None, trial: int, loa
     """The data bundle the trial was trained on; its test split is then the
     one a promotion may read. `loaded` keeps bundles already built in this
     promotion: the trials of a study share their data."""
-    from hpsearch.data import load_dataset
-
-    key = (config.dataset, config.val_size, config.split_seed, config.synthetic_size)
+    key = config.data_config()
     loaded = {} if loaded is None else loaded
     if key not in loaded:
-        loaded[key] = load_dataset(config.dataset, data_dir=data_dir, val_size=config.val_size,
-                                   split_seed=config.split_seed, synthetic_size=config.synthetic_size)
+        loaded[key] = key.load(data_dir)
     data = loaded[key]
     if recorded_digest and data.digest != recorded_digest:
         raise UserError(f"the {config.dataset} data found here is not what trial {trial} was trained on "
@@ -152,7 +149,7 @@ def _rebuild_data(config, data_dir, recorded_digest: str | None, trial: int, loa
 def _log_model(model, run_id: str, example):
     """Log in the trial's own run: the pickle format, because the default
     `pt2` (torch.export) loads back as a GraphModule whose `.eval()` raises
-    (LIBRARY-NOTES). The `hpsearch.models` package travels with it as code
+    (checked with MLflow 3.17). The `hpsearch.models` package travels with it as code
     (as `code/hpsearch/models/`, which MLflow puts on the path when loading),
     so the registered model loads wherever torch and mlflow do."""
     import shutil

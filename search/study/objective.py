@@ -20,6 +20,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpsearch.data import DataBundle
+from hpsearch.models import fits_budget
 from hpsearch.search.keys import Tag, TrialAttr
 from hpsearch.search.study import timing
 from hpsearch.search.study.manifest import trial_seed
@@ -109,11 +110,9 @@ class Objective:
     """Called by Optuna once per trial. `stopwatch` (see `timing`) times the
     work outside the epochs when `hpsearch bench` asks; by default it is off."""
 
-    def __init__(self, opened: OpenStudy, data: DataBundle, device: str | None = None,
-                 progress=None, cells: int | None = None, stopwatch=timing.OFF):
+    def __init__(self, opened: OpenStudy, data: DataBundle, progress=None, cells: int | None = None, stopwatch=timing.OFF):
         self.opened = opened
         self.data = data
-        self.device = device
         self.progress = progress
         self.cells = cells
         self.stopwatch = stopwatch
@@ -121,7 +120,7 @@ class Objective:
     # -- helpers --------------------------------------------------------------
     def _check_grid(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
         """GridSampler alone re-runs cells near the end of a grid and across
-        workers (LIBRARY-NOTES). A fresh trial runs only on a cell no other trial
+        workers (seen with Optuna 5.0: 4 processes ran 15-16 trials for 12 cells). A fresh trial runs only on a cell no other trial
         has touched; a heartbeat retry runs unless its cell was completed, pruned
         or is running under another trial. Duplicates fail at once, untrained."""
         if self.cells is None:
@@ -149,11 +148,11 @@ class Objective:
             self._check_grid(trial, params)
         origin = trial.user_attrs.get(TrialAttr.ORIGIN, trial.number)
         trial.set_user_attr(TrialAttr.ORIGIN, origin)
-        seed = trial_seed(spec.seed, origin)
         values, nominal = o.resolved.config_values(params)
+        # A searched seed (seed variance as a grid axis) is honoured; otherwise
+        # each trial's seed derives from the study's ([study].seed or --seed).
+        seed = values["seed"] if "seed" in spec.space else trial_seed(spec.seed, origin)
         values["seed"] = seed
-        if self.device:
-            values["device"] = self.device
         try:
             config = TrainConfig.from_dict(values)
         except ConfigError as e:
@@ -181,7 +180,7 @@ class Objective:
             })
         tracker.set_tags(run_id, {Tag.TRIAL_NUMBER: trial.number, Tag.ORIGIN_TRIAL: origin})
 
-        if count > spec.budget:
+        if not fits_budget(count, spec.budget):
             reason = f"over budget: {count:,} parameters > {spec.budget:,}"
             trial.set_user_attr(TrialAttr.PRUNE_REASON, reason)
             tracker.finish(run_id, "PRUNED", reason, **{Tag.OVER_BUDGET: "true"})
@@ -203,7 +202,7 @@ class Objective:
         try:
             try:
                 with sw.section("train_outside_epochs"):
-                    result = train(config, self.data, callbacks, resume=resume)
+                    result = train(config, self.data, callbacks, resume=resume, select=spec.metric)
             finally:
                 write_error = epoch_checkpoint.close()  # the last epoch's write and MLflow record land first
             if write_error is not None:
@@ -240,9 +239,8 @@ class Objective:
             tracker.finish(run_id, "PRUNED", result.reason, **{Tag.PRUNED_EPOCH: result.epochs_run})
             raise optuna.TrialPruned(result.reason)
         tracker.finish(run_id, "COMPLETE")
-        if spec.metric == "val_loss":
-            return min(r.val_loss for r in result.history)
-        return result.best_val_acc
+        best = result.history[result.best_epoch - 1]
+        return best.val_loss if spec.metric == "val_loss" else best.val_acc
 
     def _log_outputs(self, trial, run_id, config, result, origin, nominal, params) -> None:
         o = self.opened

@@ -16,7 +16,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpsearch.data import load_dataset
 from hpsearch.search.errors import UserError
 from hpsearch.search.keys import TrialAttr
 from hpsearch.search.progress import Reporter, StudyProgress
@@ -26,7 +25,8 @@ from hpsearch.search.study.spec import StudySpec, find_study_file, load_spec
 from hpsearch.search.study.storage import resolve_storage_url
 from hpsearch.search.study.stores import OpenStudy, open_study
 from hpsearch.search.study.tracking import Tracker
-from hpsearch.search.train.config import parse_assignments
+from hpsearch.search.train.config import TrainConfig, parse_assignments
+from hpsearch.search.train.loop import resolve_device
 
 STUDIES_DIR = Path("studies")
 
@@ -57,9 +57,12 @@ def prepare(opts: RunOptions):
     if opts.n_trials is not None and opts.n_trials < 1:
         raise UserError(f"--n-trials {opts.n_trials}: must be >= 1")
     overrides = parse_assignments(opts.sets)
-    if opts.dataset:
-        overrides["dataset"] = opts.dataset
-    return spec, spec.resolve(overrides, opts.epochs)
+    for key, value in (("dataset", opts.dataset), ("device", opts.device)):
+        if value:
+            overrides[key] = value
+    resolved = spec.resolve(overrides, opts.epochs)
+    resolve_device(resolved.fixed.get("device", TrainConfig().device))  # no GPU: one line, nothing written
+    return spec, resolved
 
 
 def work_left(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
@@ -88,20 +91,11 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-def load_data(resolved, data_dir):
-    fixed = resolved.fixed
-    return load_dataset(
-        fixed.get("dataset", "synthetic"), data_dir=data_dir,
-        val_size=fixed.get("val_size", 5000), split_seed=fixed.get("split_seed", 0),
-        synthetic_size=fixed.get("synthetic_size", 20000),
-    )
-
-
 def prepare_stores(opts: RunOptions):
     """Validate the study file, the options and the data, then open (or
     create) the study in both stores: (opened study, spec, data)."""
     spec, resolved = prepare(opts)
-    data = load_data(resolved, opts.data_dir)
+    data = resolved.data_config().load(opts.data_dir)
     probe_storage(opts.storage)
     tracker = Tracker(opts.tracking_uri)
     opened = open_study(resolved, opts.study_name or spec.name, opts.storage, tracker)
@@ -138,7 +132,7 @@ def run_study(opts: RunOptions) -> OpenStudy:
         progress.set_best(*_best(study))
     except ValueError:
         pass  # no completed trial yet: nothing to show as best
-    objective = Objective(opened, data, device=opts.device, progress=progress, cells=spec.grid_size(),
+    objective = Objective(opened, data, progress=progress, cells=spec.grid_size(),
                           stopwatch=opts.stopwatch)
     ran = 0
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -23,6 +23,7 @@ from hpsearch.models import PARAM_BUDGET
 from hpsearch.search.errors import UserError
 from hpsearch.search.study.manifest import SHIPPED_STUDIES
 from hpsearch.search.train.config import (
+    DATA_KEYS,
     ConfigError,
     TrainConfig,
     check_type,
@@ -38,8 +39,8 @@ STUDY_KEYS = {
     "name": str, "description": str, "direction": str, "metric": str, "sampler": str,
     "pruner": str, "pruner_options": dict, "n_trials": int, "budget": int, "seed": int,
 }
-# Data-set keys shape the split every trial is compared on: fixed per study.
-DATA_KEYS = ("dataset", "val_size", "split_seed", "synthetic_size")
+# Where a trial runs, not what it computes: may differ between workers and resumes.
+RUN_ONLY_KEYS = ("device",)
 STAGE_KEY = re.compile(r"^channels_(\d+)$")
 
 
@@ -143,6 +144,8 @@ class StudySpec:
         bad = sorted(set(overrides) & set(self.space))
         if bad:
             raise SpecError(f"{where}: --set {bad[0]} is a searched key in [space]; only fixed [train] keys can be set")
+        if "seed" in overrides:
+            raise SpecError("--set seed: each trial's seed derives from the study's; use --seed")
         fixed = {**self.train, **overrides}
         nominal = self.nominal_epochs
         if epochs is not None:
@@ -173,7 +176,7 @@ class Resolved:
     def identity(self) -> dict[str, Any]:
         """What must not change when a study is resumed (stored with the study)."""
         return {
-            "fixed": {k: self.fixed[k] for k in sorted(self.fixed)},
+            "fixed": {k: self.fixed[k] for k in sorted(self.fixed) if k not in RUN_ONLY_KEYS},
             "space": {k: p.describe() for k, p in sorted(self.spec.space.items())},
             "nominal_epochs": self.nominal_epochs,
             "budget": self.spec.budget,
@@ -202,6 +205,10 @@ class Resolved:
             nominal["epochs"] = self.nominal_epochs
         values.update(searched)
         return values, nominal
+
+    def data_config(self):
+        """The study's data set and split (its `[train]` data keys; fixed per study)."""
+        return TrainConfig.from_dict({k: v for k, v in self.fixed.items() if k in DATA_KEYS}).data_config()
 
     def config(self, params: dict[str, Any]) -> TrainConfig:
         return TrainConfig.from_dict(self.config_values(params)[0])
@@ -311,6 +318,9 @@ def load_spec(path: Path) -> StudySpec:
 
     train = doc.get("train", {})
     for key, value in train.items():
+        if key == "seed":
+            raise SpecError(f"{where}: [train].seed: each trial's seed derives from [study].seed (or --seed); "
+                            f"set that instead, or search seeds in [space]")
         if key not in field_names():
             raise SpecError(f"{where}: unknown key [train].{key}; allowed: {', '.join(field_names())}")
         try:

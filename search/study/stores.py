@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 
@@ -115,7 +114,3 @@ def _safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not an SQLAlchemy URL: nothing to hide
         return url
-
-
-def study_attr(study: optuna.Study, key: str, default: Any = None) -> Any:
-    return study.user_attrs.get(key, default)

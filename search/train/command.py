@@ -6,38 +6,33 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hpsearch.data import load_dataset
 from hpsearch.search.keys import Tag
 from hpsearch.search.progress import EpochPrinter, Reporter
 from hpsearch.search.study.tracking import EpochLogger, Tracker, log_config, log_outputs
 from hpsearch.search.train.checkpoint import save_model_checkpoint
 from hpsearch.search.train.config import TrainConfig, parse_assignments, scale_milestones
-from hpsearch.search.train.loop import train
+from hpsearch.search.train.loop import resolve_device, train
 
 TRAIN_EXPERIMENT = "hpsearch-train"
 
 
 def resolve_train_config(options: dict[str, Any], sets: tuple[str, ...] | list[str]) -> TrainConfig:
     """Defaults <- named options <- --set. A new epoch count scales the default
-    LR milestones (DESIGN.md "Epoch scaling") unless milestones are set."""
+    LR milestones (`scale_milestones`) unless milestones are set."""
     base = TrainConfig()
     overrides = {**options, **parse_assignments(sets)}
     values = {**base.to_dict(), **overrides}
     if "epochs" in overrides and "milestones" not in overrides and isinstance(values["epochs"], int):
-        scaled = scale_milestones(base.milestones, base.epochs, values["epochs"])
-        # Very short runs: keep the milestones that still fall inside the run.
-        values["milestones"] = [m for m in scaled if m <= values["epochs"]] or [values["epochs"]]
+        values["milestones"] = scale_milestones(base.milestones, base.epochs, values["epochs"])
     return TrainConfig.from_dict(values)
 
 
 def train_one(options, sets, *, data_dir=None, json_path=None, save_path=None,
               tracking_uri=None, quiet=False) -> dict[str, Any]:
     config = resolve_train_config(options, sets)
+    resolve_device(config.device)  # no GPU: one line before any data is read or run logged
     reporter = Reporter(quiet=quiet)
-    data = load_dataset(
-        config.dataset, data_dir=data_dir, val_size=config.val_size,
-        split_seed=config.split_seed, synthetic_size=config.synthetic_size,
-    )
+    data = config.data_config().load(data_dir)
     reporter.info(
         f"training {config.model} on {config.dataset} ({len(data.train_y)} train / {len(data.val_y)} val), "
         f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}"

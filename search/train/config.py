@@ -14,12 +14,30 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpsearch.data import DATASETS, AugmentConfig
+from hpsearch.data import DATASETS, AugmentConfig, DataBundle, load_dataset
 from hpsearch.models import ResNetConfig, model_config, param_count, preset_names
 
 
 class ConfigError(ValueError):
     """A bad configuration value; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The data half of a `TrainConfig`: which data set and which hold-out.
+    It is fixed per study (every trial is compared on the same split)."""
+
+    dataset: str
+    val_size: int
+    split_seed: int
+    synthetic_size: int
+
+    def load(self, data_dir=None) -> DataBundle:
+        return load_dataset(self.dataset, data_dir=data_dir, val_size=self.val_size,
+                            split_seed=self.split_seed, synthetic_size=self.synthetic_size)
+
+
+DATA_KEYS = tuple(f.name for f in dataclasses.fields(DataConfig))
 
 
 OPTIMIZERS = ("sgd", "lookahead")
@@ -128,6 +146,9 @@ class TrainConfig:
             se=self.se,
             dropout=self.dropout,
         )
+
+    def data_config(self) -> DataConfig:
+        return DataConfig(**{k: getattr(self, k) for k in DATA_KEYS})
 
     def param_count(self) -> int:
         """Trainable parameters of the architecture (`hpsearch.models.param_count`)."""
@@ -273,11 +294,14 @@ def parse_assignments(pairs: typing.Iterable[str]) -> dict[str, Any]:
 
 def scale_milestones(milestones, nominal_epochs: int, epochs: int) -> list[int]:
     """Scale LR milestones by epochs/nominal_epochs: rounded, at least 1, strictly
-    increasing, so a 200-epoch schedule keeps its shape at a tenth of the cost."""
+    increasing, so a 200-epoch schedule keeps its shape at a tenth of the cost.
+    The one policy for every command: a scaled milestone that falls past the
+    run's last epoch is dropped (it could never act), and if none is left the
+    run keeps one at its last epoch (where it has no effect)."""
     out: list[int] = []
     for m in milestones:
         v = max(1, int(m * epochs / nominal_epochs + 0.5))  # half up, not banker's rounding
         if out and v <= out[-1]:
             v = out[-1] + 1
         out.append(v)
-    return out
+    return [m for m in out if m <= epochs] or [epochs]

@@ -26,7 +26,7 @@ from torch import nn
 
 from hpsearch.data import DataBundle, prepare_batch
 from hpsearch.models import build_model
-from hpsearch.search.train.config import TrainConfig
+from hpsearch.search.train.config import ConfigError, TrainConfig
 from hpsearch.search.train.optim import build_optimizer, build_scheduler
 
 
@@ -210,10 +210,12 @@ def train_step(model, optimizer, criterion, xb, yb, autocast=contextlib.nullcont
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for `TrainConfig.device`; commands call it before they
+    write anything, so a missing GPU is one line and nothing half-made."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device cuda was asked for, but torch sees no CUDA device")
+        raise ConfigError("device: cuda was asked for, but torch sees no CUDA device; allowed here: auto, cpu")
     return torch.device(name)
 
 
@@ -242,7 +244,13 @@ def train(
     data: DataBundle,
     callbacks: list[Callback] | tuple = (),
     resume: dict[str, Any] | None = None,
+    select: str = "val_acc",
 ) -> TrainResult:
+    """Train `config` on `data`; the best epoch (whose weights are kept) is the
+    one with the highest `val_acc`, or the lowest `val_loss` with
+    `select="val_loss"` (a study's metric), and `best_val_acc` is that epoch's."""
+    if select not in SELECT_METRICS:
+        raise ValueError(f"select {select!r}; allowed: {', '.join(SELECT_METRICS)}")
     device = resolve_device(config.device)
     run = setup(config, device)
     model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
@@ -276,7 +284,7 @@ def train(
         if not math.isfinite(train_loss) or not math.isfinite(val_loss):
             status, reason = "diverged", f"non-finite loss at epoch {epoch} (train {train_loss}, val {val_loss})"
             break
-        if val_acc > state.best_val_acc:
+        if _improves(record, state, select):
             state.best_val_acc, state.best_epoch = val_acc, epoch
             state.best_state = _cpu_state(model)
         try:
@@ -297,6 +305,18 @@ def train(
         model_config=config.model_config().to_dict(),
         device=str(device),
     )
+
+
+SELECT_METRICS = ("val_acc", "val_loss")
+
+
+def _improves(record: EpochRecord, state: TrainState, select: str) -> bool:
+    if state.best_epoch == 0:
+        return True
+    best = state.history[state.best_epoch - 1]
+    if select == "val_loss":
+        return record.val_loss < best.val_loss
+    return record.val_acc > best.val_acc
 
 
 def _train_epoch(model, optimizer, criterion, x, y, batch_size, augment, shuffle, aug_gen,

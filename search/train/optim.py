@@ -14,50 +14,45 @@ from torch import nn
 from hpsearch.search.train.config import TrainConfig
 
 
-class Lookahead(torch.optim.Optimizer):
-    def __init__(self, inner: torch.optim.Optimizer, k: int = 5, alpha: float = 0.5):
-        self.inner = inner
-        self.k = k
-        self.alpha = alpha
-        self.steps = 0
-        self.defaults = inner.defaults
-        self.slow = [[p.detach().clone() for p in g["params"]] for g in self.param_groups]
-        self._optimizer_step_pre_hooks = {}
-        self._optimizer_step_post_hooks = {}
+class Lookahead:
+    """Lookahead on top of an optimizer, through torch's public optimizer
+    hooks (checked with torch 2.4-2.14): a step post-hook moves the slow weights
+    every k steps, and state-dict hooks carry the step count and slow weights
+    inside the optimizer's own `state_dict()`, so checkpoints and resumes need
+    nothing extra. The optimizer stays a plain torch optimizer, which LR
+    schedulers drive as usual."""
 
-    # The inner optimizer's groups and state, always (load_state_dict replaces
-    # its list), so LR schedulers that write group["lr"] drive the fast steps.
-    @property
-    def param_groups(self):
-        return self.inner.param_groups
+    KEY = "lookahead"
 
-    @property
-    def state(self):
-        return self.inner.state
+    def __init__(self, optimizer: torch.optim.Optimizer, k: int = 5, alpha: float = 0.5):
+        self.k, self.alpha, self.steps = k, alpha, 0
+        self.slow = [[p.detach().clone() for p in g["params"]] for g in optimizer.param_groups]
+        optimizer.register_step_post_hook(self._after_step)
+        optimizer.register_state_dict_post_hook(self._save)
+        optimizer.register_load_state_dict_pre_hook(self._load)
 
     @torch.no_grad()
-    def step(self, closure=None):
-        loss = self.inner.step(closure)
+    def _after_step(self, optimizer, args, kwargs) -> None:
         self.steps += 1
         if self.steps % self.k == 0:
-            for group, slow in zip(self.param_groups, self.slow):
+            for group, slow in zip(optimizer.param_groups, self.slow):
                 for p, s in zip(group["params"], slow):
                     s.add_(p - s, alpha=self.alpha)
                     p.copy_(s)
-        return loss
 
-    def zero_grad(self, set_to_none: bool = True):
-        self.inner.zero_grad(set_to_none=set_to_none)
+    def _save(self, optimizer, state_dict: dict) -> dict:
+        state_dict[self.KEY] = {"steps": self.steps, "slow": self.slow, "k": self.k, "alpha": self.alpha}
+        return state_dict
 
-    def state_dict(self):
-        return {"inner": self.inner.state_dict(), "steps": self.steps, "slow": self.slow}
-
-    def load_state_dict(self, state):
-        self.inner.load_state_dict(state["inner"])
-        self.steps = state["steps"]
-        for dst, src in zip(self.slow, state["slow"]):
-            for d, s in zip(dst, src):
-                d.copy_(s)
+    def _load(self, optimizer, state_dict: dict) -> dict:
+        state_dict = dict(state_dict)
+        saved = state_dict.pop(self.KEY)
+        self.steps = saved["steps"]
+        with torch.no_grad():
+            for dst, src in zip(self.slow, saved["slow"]):
+                for d, s in zip(dst, src):
+                    d.copy_(s)
+        return state_dict
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -69,7 +64,7 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
         weight_decay=config.weight_decay,
     )
     if config.optimizer == "lookahead":
-        return Lookahead(sgd, k=config.lookahead_k, alpha=config.lookahead_alpha)
+        Lookahead(sgd, k=config.lookahead_k, alpha=config.lookahead_alpha)
     return sgd
 
 
