@@ -148,7 +148,8 @@ def test_figures_of_an_empty_and_a_mixed_study_skip_or_draw_without_failing():
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from hpsearch.search.review.plots import Review, study_figures
+    from hpsearch.search.review.model import Review
+    from hpsearch.search.review.plots import study_figures
 
     empty = optuna.create_study(direction="maximize")
     drawn = study_figures(Review(empty, {"metric": "val_acc"}, [], None, None))

@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.search.errors import UserError
 from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
-from hpsearch.search.review.plots import Review, load_review
+from hpsearch.search.review.model import Review, load_review
 
 ALIAS = "champion"
 BY_VALIDATION = "validation"
@@ -339,7 +339,7 @@ def predict_from_registry(model_uri: str, kaggle_test: str, out: str, tta: bool 
     from mlflow.exceptions import MlflowException
 
     from hpsearch.data import read_kaggle_test, write_submission
-    from hpsearch.search.review.plots import existing_tracker
+    from hpsearch.search.review.model import existing_tracker
     from hpsearch.search.train.loop import predict
 
     images, ids = read_kaggle_test(kaggle_test)

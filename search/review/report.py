@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
-from hpsearch.search.review.plots import TABLE_CSS, Review, load_review, study_figures, top_table_html
+from hpsearch.search.review.model import Review, load_review
+from hpsearch.search.review.plots import TABLE_CSS, study_figures, top_table_html
 
 DEFAULT_REPORTS_DIR = Path("mlruns/reports")
 CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
