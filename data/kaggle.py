@@ -59,7 +59,16 @@ def read_kaggle_test(path: str | os.PathLike) -> tuple[torch.Tensor, list[int]]:
         images = data.transpose(0, 3, 1, 2)
     else:
         images = data
+    if images.shape[0] == 0:
+        raise DataError(f"{path}: b'data' holds 0 images; a submission needs at least one")
     id_arr = integer_per_image(ids, path, "ids", images.shape[0], "ids", f" (data shape {data.shape})")
+    if (id_arr < 0).any():
+        raise DataError(f"{path}: b'ids' has negative ids (first: {int(id_arr[id_arr < 0][0])}); "
+                        f"allowed: whole numbers >= 0")
+    unique, counts = np.unique(id_arr, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(f"{path}: b'ids' repeats ids ({int((counts > 1).sum())} repeated, first: "
+                        f"{int(unique[counts > 1][0])} x{int(counts[counts > 1][0])}); each image needs its own id")
     return torch.from_numpy(np.ascontiguousarray(images).copy()), [int(i) for i in id_arr]
 
 
