@@ -20,6 +20,8 @@ class TrialAttr:
     PRUNE_REASON = "prune_reason"
     FAIL_REASON = "fail_reason"
     RESUMED_FROM_EPOCH = "resumed_from_epoch"
+    RESUME_REFUSED = "resume_refused"  # why an epoch checkpoint found was not resumed
+    FAIL_KIND = "fail_kind"  # "diverged" (a training outcome) or "error" (retried by the next run)
     EPOCHS_RUN = "epochs_run"
     BEST_EPOCH = "best_epoch"
     BEST_VAL_ACC = "best_val_acc"
@@ -29,6 +31,7 @@ class StudyAttr:
     """Optuna study user attributes: what the study was created with."""
 
     IDENTITY = "hpsearch.identity"  # fixed values that must not change on resume
+    UID = "hpsearch.uid"  # made once when the study is created: names its checkpoint folder
     SPEC = "hpsearch.spec"  # the study file's shape, for read-only commands
     PARENT_RUN = "hpsearch.mlflow_parent_run_id"
     EXPERIMENT = "hpsearch.mlflow_experiment_id"
@@ -50,6 +53,7 @@ class Tag:
     OVER_BUDGET = "hpsearch.over_budget"
     PRUNED_EPOCH = "hpsearch.pruned_epoch"
     CHECKPOINT_DELETED = "hpsearch.checkpoint_deleted"
+    SUPERSEDED_BY = "hpsearch.superseded_by"  # restarted from epoch 0 in that run
     PROMOTED = "hpsearch.promoted"
     LEAKY = "hpsearch.leaky"
     SELECTION = "hpsearch.selection"

@@ -68,12 +68,14 @@ def report_cmd(study_name, out, storage, tracking_uri):
 def promote_cmd(study_name, trial_number, model_name, kaggle_test, out, tta, select_on_test, storage,
                 tracking_uri, data_dir):
     """Measure the chosen trial once on the test split, register it with alias champion, write a submission."""
+    from hpsearch.search.interrupts import sigterm_as_interrupt
     from hpsearch.search.review.promote import promote
 
     _quiet_downloads()
-    result = promote(study_name, trial_number=trial_number, model_name=model_name, kaggle_test=kaggle_test,
-                     out=out, tta=tta, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
-                     select_on_test=select_on_test, say=click.echo)
+    with sigterm_as_interrupt():  # `kill` says "interrupted" and exits 130, like Ctrl-C
+        result = promote(study_name, trial_number=trial_number, model_name=model_name, kaggle_test=kaggle_test,
+                         out=out, tta=tta, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
+                         select_on_test=select_on_test, say=click.echo)
     for line in result.lines():
         click.echo(line)
 

@@ -31,9 +31,12 @@ from hpsearch.search.errors import UserError
 @click.option("--study-name", help="Name of the study in both stores [default: the file's name].")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a fixed [train] value.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes on this machine.")
+@click.option("--retry-failed/--no-retry-failed", default=True, show_default=True,
+              help="Queue again the trials that failed with an error (a full disk, a missing folder); "
+                   "diverged trials stay failed.")
 @click.option("--quiet", is_flag=True, help="Plain, minimal output.")
 def run_cmd(study_ref, n_trials, epochs, storage, tracking_uri, data_dir, dataset, device, seed,
-            study_name, sets, workers, quiet):
+            study_name, sets, workers, retry_failed, quiet):
     """Run or resume a study: every trial searched, pruned or completed, all tracked."""
     from hpsearch.search.study.runner import RunOptions, run_study
 
@@ -41,7 +44,8 @@ def run_cmd(study_ref, n_trials, epochs, storage, tracking_uri, data_dir, datase
         raise UserError(f"--workers {workers}: must be >= 1")
     opts = RunOptions(study=study_ref, n_trials=n_trials, epochs=epochs, storage=storage,
                       tracking_uri=tracking_uri, data_dir=data_dir, dataset=dataset, device=device,
-                      seed=seed, study_name=study_name, sets=tuple(sets), quiet=quiet)
+                      seed=seed, study_name=study_name, sets=tuple(sets), quiet=quiet,
+                      retry_failed=retry_failed)
     if workers > 1:
         from hpsearch.search.study.workers import run_workers
 

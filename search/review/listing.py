@@ -38,11 +38,15 @@ def print_table(title: str, columns: list[str], rows: list[list], stream=None) -
 
 
 def study_rows(studies_dir) -> list[list]:
-    from hpsearch.search.study.spec import load_spec
+    from hpsearch.search.study.spec import SpecError, load_spec
 
     rows = []
     for path in sorted(studies_dir.glob("*.toml")):
-        spec = load_spec(path)
+        try:
+            spec = load_spec(path)
+        except SpecError as e:  # one bad file is shown with its reason; the others are still listed
+            rows.append([path.stem, "-", "-", "-", "-", "-", "-", "-", f"INVALID: {e}"])
+            continue
         t = spec.train
         model = t.get("model") or (spec.space["model"].describe() if "model" in spec.space else "resnet-seed")
         rows.append([spec.name, spec.sampler, spec.pruner, spec.size_text(), f"{spec.budget:,}",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.search.errors import UserError
+from hpsearch.search.interrupts import sigterm_as_interrupt
 from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
 from hpsearch.search.review.model import Review, load_review
 
@@ -187,6 +189,17 @@ def _log_model(model, run_id: str, example):
         shutil.rmtree(code.parent, ignore_errors=True)
 
 
+def _undo_promotion(tracker, run_id: str, name: str, version: str | None, started_ms: int) -> None:
+    """Delete the model version and the logged models this promotion made."""
+    client = tracker.client
+    if version is not None:
+        client.delete_model_version(name, version)
+    experiments = sorted({client.get_run(run_id).info.experiment_id, "0"})
+    for model in client.search_logged_models(experiment_ids=experiments):
+        if model.source_run_id == run_id and model.creation_timestamp >= started_ms:
+            client.delete_logged_model(model.model_id)
+
+
 @dataclass
 class _Measured:
     """One trial's best checkpoint, rebuilt and measured on its test split."""
@@ -287,24 +300,33 @@ def promote(study_name: str, *, trial_number: int | None = None, model_name: str
         labels = predict(model, images, config.eval_batch_size, tta=tta)
         submission, n_predicted = write_submission(Path(out or "submission.csv"), ids, labels), len(ids)
 
-    model = model.cpu().eval()
-    info = _log_model(model, run_id, prepare_batch(test_x[:2], None, None))
-    val_acc = float(trial.user_attrs.get(TrialAttr.BEST_VAL_ACC, trial.value))
-    param_count = int(trial.user_attrs.get(TrialAttr.PARAM_COUNT, ckpt["metrics"].get("param_count", 0)))
-    lineage = {Tag.LINEAGE_STUDY: study_name, Tag.LINEAGE_TRIAL: trial.number, Tag.LINEAGE_RUN_ID: run_id,
-               Tag.LINEAGE_PARAM_COUNT: param_count, Tag.LINEAGE_VAL_ACC: f"{val_acc:.6f}",
-               Tag.LINEAGE_TEST_ACC: f"{test_acc:.6f}", Tag.LINEAGE_DATASET: config.dataset,
-               Tag.LINEAGE_TRACKING_URI: tracker.uri, Tag.SELECTION: selection}
-    registered = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in lineage.items()})
-    version = str(registered.version)  # a str from register_model, an int from some stores' getters
-    client = tracker.client
-    leaky = (" LEAKY: chosen by test accuracy, so the test figure is optimistic."
-             if selection == BY_TEST else "")
-    client.update_model_version(name, version, description=(
-        f"Trial {trial.number} of study {study_name}: {param_count:,} parameters, val acc {val_acc:.4f}, "
-        f"test acc {test_acc:.4f}.{leaky} Input: float32 (N, 3, 32, 32) images scaled to [0, 1] and "
-        f"normalised with the CIFAR-10 mean and std (data.prepare_batch); output: logits of the 10 classes."))
-    client.set_registered_model_alias(name, ALIAS, version)
+    # A SIGTERM (or Ctrl-C) while the model is logged and registered undoes what
+    # this promotion made, so no half-made model or version is left behind.
+    started_ms, version = int(time.time() * 1000), None
+    with sigterm_as_interrupt():
+        try:
+            model = model.cpu().eval()
+            info = _log_model(model, run_id, prepare_batch(test_x[:2], None, None))
+            val_acc = float(trial.user_attrs.get(TrialAttr.BEST_VAL_ACC, trial.value))
+            param_count = int(trial.user_attrs.get(TrialAttr.PARAM_COUNT, ckpt["metrics"].get("param_count", 0)))
+            lineage = {Tag.LINEAGE_STUDY: study_name, Tag.LINEAGE_TRIAL: trial.number, Tag.LINEAGE_RUN_ID: run_id,
+                       Tag.LINEAGE_PARAM_COUNT: param_count, Tag.LINEAGE_VAL_ACC: f"{val_acc:.6f}",
+                       Tag.LINEAGE_TEST_ACC: f"{test_acc:.6f}", Tag.LINEAGE_DATASET: config.dataset,
+                       Tag.LINEAGE_TRACKING_URI: tracker.uri, Tag.SELECTION: selection}
+            registered = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in lineage.items()})
+            version = str(registered.version)  # a str from register_model, an int from some stores' getters
+            client = tracker.client
+            leaky = (" LEAKY: chosen by test accuracy, so the test figure is optimistic."
+                     if selection == BY_TEST else "")
+            client.update_model_version(name, version, description=(
+                f"Trial {trial.number} of study {study_name}: {param_count:,} parameters, val acc {val_acc:.4f}, "
+                f"test acc {test_acc:.4f}.{leaky} Input: float32 (N, 3, 32, 32) images scaled to [0, 1] and "
+                f"normalised with the CIFAR-10 mean and std (data.prepare_batch); output: logits of the 10 classes."))
+            client.set_registered_model_alias(name, ALIAS, version)
+        except KeyboardInterrupt:
+            _undo_promotion(tracker, run_id, name, version, started_ms)
+            say(f"promote interrupted: nothing was registered (trial {trial.number}, model {name})")
+            raise
 
     metrics = {} if selection == BY_TEST else {"test_acc": test_acc}  # the leaky pass logged it already
     if test_acc_tta is not None:

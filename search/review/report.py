@@ -14,6 +14,7 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
+from hpsearch.search.errors import UserError
 from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
 from hpsearch.search.review.model import Review, load_review
 from hpsearch.search.review.plots import TABLE_CSS, study_figures, top_table_html
@@ -152,8 +153,12 @@ details {{ margin: 0.5em 0 1em; }}
 </body></html>
 """
     path = Path(out) if out else DEFAULT_REPORTS_DIR / f"{study_name}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as e:  # a parent that is a file, a folder without write access, a full disk
+        raise UserError(f"--out {path}: cannot be written ({e.strerror or type(e).__name__}); "
+                        f"give a file path in a writable folder") from None
     if review.parent_run_id:
         review.tracker.log_file(review.parent_run_id, path, "report")
     return path

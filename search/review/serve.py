@@ -167,6 +167,21 @@ def _wait_until_up(url: str, proc: subprocess.Popen | None, timeout: float, what
 
 
 # -- hpsearch ui ----------------------------------------------------------------
+def exposure_warning(host: str, what: str) -> str | None:
+    """A warning when `host` lets other machines in (no login protects either server)."""
+    import ipaddress
+
+    if host in ("localhost", "ip6-localhost"):
+        return None
+    try:
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: it may resolve to any interface
+    return (f"warning: --host {host}: {what} accepts connections from other machines, with no login; "
+            f"anyone who can reach this port can read the runs and change them")
+
+
 def mlflow_server_command(backend_uri: str, artifacts: Path, host: str, port: int, workers: int) -> list[str]:
     # sys.executable -m mlflow: the server runs the MLflow version hpsearch
     # writes with (a different one may migrate or refuse the database).
@@ -208,6 +223,15 @@ def serve_mlflow(host: str, port: int, tracking_uri: str | None, workers: int = 
     artifacts = LOCAL_ARTIFACTS.resolve()
     cmd = mlflow_server_command(uri, artifacts, host, port, workers)
     url = url_of(host, port)
+    warning = exposure_warning(host, "the MLflow UI")
+    if warning:
+        # MLflow's own security middleware only checks the Host header: it
+        # admits localhost and private-network addresses (10.*, 172.16-31.*,
+        # 192.168.*) and refuses other names unless MLFLOW_SERVER_ALLOWED_HOSTS
+        # lists them. So the server IS reachable from other machines on a
+        # private network, whatever its log lines suggest.
+        say(warning + "; MLflow's Host check admits this machine's private-network addresses "
+                      "(and others listed in MLFLOW_SERVER_ALLOWED_HOSTS), so machines on your network can")
     with stop_signals():
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
         try:
@@ -256,6 +280,9 @@ def serve_dashboard(study_name: str, host: str, port: int, storage: str | None,
         httpd = make_server(host, port, app, server_class=Server, handler_class=QuietHandler)
         try:
             url = url_of(host, port)
+            warning = exposure_warning(host, "optuna-dashboard")
+            if warning:
+                say(warning)
             say(f"optuna-dashboard on {url_storage}: {url}/dashboard/studies/{study_id} "
                 f"(all studies: {url}/dashboard; Ctrl-C stops it)")
             httpd.serve_forever(poll_interval=0.5)

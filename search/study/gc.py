@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from hpsearch.search.errors import UserError
 from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
-from hpsearch.search.study.objective import trial_checkpoint_dir
+from hpsearch.search.study.checkpoints import trial_checkpoint_dir
 from hpsearch.search.study.stores import load_existing_study
 from hpsearch.search.study.tracking import Tracker
 
@@ -39,14 +39,20 @@ def collect_garbage(study_name: str, keep: int, storage: str | None, tracking_ur
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     complete.sort(key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
     kept = {t.number for t in complete[:keep]}
-    freed, deleted = 0, []
+    # A queued retry (WAITING) or a trial in flight (RUNNING) resumes from its
+    # origin's epoch checkpoint: that folder is never touched.
+    live = {_origin(t) for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
+    uid = study.user_attrs.get(StudyAttr.UID)
+    freed, deleted = 0, set()
     for t in trials:
         if t.number in kept or not t.state.is_finished():
             continue
-        leftover = trial_checkpoint_dir(study_name, t.user_attrs.get(TrialAttr.ORIGIN, t.number))
-        if leftover.exists():
-            freed += sum(p.stat().st_size for p in leftover.rglob("*") if p.is_file())
-            shutil.rmtree(leftover, ignore_errors=True)
+        if uid is not None and _origin(t) not in live:
+            leftover = trial_checkpoint_dir(study_name, uid, _origin(t))
+            if leftover.exists():
+                freed += sum(p.stat().st_size for p in leftover.rglob("*") if p.is_file())
+                shutil.rmtree(leftover, ignore_errors=True)
+                deleted.add(t.number)
         run_id = t.user_attrs.get(TrialAttr.MLFLOW_RUN_ID)
         if not run_id:
             continue
@@ -54,11 +60,15 @@ def collect_garbage(study_name: str, keep: int, storage: str | None, tracking_ur
         if size == 0:
             continue
         run = tracker.client.get_run(run_id)
-        if run.data.tags.get("hpsearch.promoted") == "true":
+        if run.data.tags.get(Tag.PROMOTED) == "true":
             kept.add(t.number)  # a promoted model's checkpoint is never deleted
             continue
         get_artifact_repository(run.info.artifact_uri).delete_artifacts("checkpoints")
         tracker.set_tags(run_id, {Tag.CHECKPOINT_DELETED: "true"})
         freed += size
-        deleted.append(t.number)
-    return {"kept": sorted(kept), "deleted": deleted, "freed_bytes": freed}
+        deleted.add(t.number)
+    return {"kept": sorted(kept), "deleted": sorted(deleted), "freed_bytes": freed}
+
+
+def _origin(t) -> int:
+    return t.user_attrs.get(TrialAttr.ORIGIN, t.number)

@@ -7,7 +7,6 @@ log each epoch to MLflow and write the epoch checkpoint a retry resumes from.
 
 from __future__ import annotations
 
-import os
 import shutil
 import traceback
 from collections.abc import Callable
@@ -23,6 +22,8 @@ from hpsearch.data import DataBundle
 from hpsearch.models import fits_budget
 from hpsearch.search.keys import Tag, TrialAttr
 from hpsearch.search.study import timing
+from hpsearch.search.study.checkpoints import owner as checkpoint_owner
+from hpsearch.search.study.checkpoints import read_resume, trial_checkpoint_dir
 from hpsearch.search.study.manifest import trial_seed
 from hpsearch.search.study.spec import suggest
 from hpsearch.search.study.stores import OpenStudy
@@ -30,16 +31,6 @@ from hpsearch.search.study.tracking import EpochLogger, log_config, log_outputs
 from hpsearch.search.train.checkpoint import atomic_save
 from hpsearch.search.train.config import ConfigError, TrainConfig
 from hpsearch.search.train.loop import StopTraining, TrainState, train
-
-DEFAULT_CHECKPOINT_DIR = Path("mlruns/checkpoints")
-
-
-def checkpoint_root() -> Path:
-    return Path(os.environ.get("HPSEARCH_CHECKPOINT_DIR", DEFAULT_CHECKPOINT_DIR))
-
-
-def trial_checkpoint_dir(study_name: str, origin: int) -> Path:
-    return checkpoint_root() / study_name / f"trial-{origin:05d}"
 
 
 class TrialFailed(Exception):
@@ -75,14 +66,14 @@ class EpochCheckpoint:
     state dict on disk (torch.distributed.checkpoint's async save needs a
     process group and writes a directory format)."""
 
-    def __init__(self, path: Path, then: Callable[[Any, TrainState], None]):
-        self.path, self.then = path, then
+    def __init__(self, path: Path, owner: dict[str, Any], then: Callable[[Any, TrainState], None]):
+        self.path, self.owner, self.then = path, owner, then
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpsearch-checkpoint")
         self._pending: Future | None = None
 
     def on_epoch_end(self, record, state: TrainState) -> None:
         self._wait()  # a failed earlier write raises here, inside train()
-        snapshot = state.checkpoint()
+        snapshot = {**state.checkpoint(), "owner": self.owner}
         self._pending = self._pool.submit(self._write, snapshot, record, state)
 
     def _write(self, snapshot: dict, record, state: TrainState) -> None:
@@ -139,6 +130,20 @@ class Objective:
 
     # -- the objective --------------------------------------------------------
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except (optuna.TrialPruned, TrialFailed, GridDuplicate, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # outside training (a store, a folder): recorded, and retried by the next run
+            reason = f"{type(e).__name__}: {e}".splitlines()[0]
+            trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
+            trial.set_user_attr(TrialAttr.FAIL_KIND, "error")
+            run_id = trial.user_attrs.get(TrialAttr.MLFLOW_RUN_ID)
+            if run_id and self.opened.tracker.run_status(run_id) == "RUNNING":
+                self.opened.tracker.finish(run_id, "FAIL", reason)
+            raise TrialFailed(reason) from e
+
+    def _run(self, trial: optuna.Trial) -> float:
         o, spec, sw = self.opened, self.opened.resolved.spec, self.stopwatch
         sw.start_trial(trial.number)
         reporter = OptunaReporter(trial, spec.metric)
@@ -168,16 +173,8 @@ class Objective:
         if resumed:
             tracker.reopen(run_id)
         else:
-            run_id = tracker.create_run(
-                o.experiment_id, f"trial-{trial.number:04d}",
-                {Tag.STUDY: o.name, Tag.TRIAL_NUMBER: trial.number, Tag.ROLE: "trial"},
-                parent_id=o.parent_run_id,
-            )
-            trial.set_user_attr(TrialAttr.MLFLOW_RUN_ID, run_id)
-            log_config(tracker, run_id, config, {
-                **{f"{k}_nominal": v for k, v in nominal.items()},
-                **{f"optuna.{k}": v for k, v in params.items()},
-            })
+            with sw.section("mlflow_run_setup_and_end"):
+                run_id = self._new_run(trial, config, nominal, params)
         tracker.set_tags(run_id, {Tag.TRIAL_NUMBER: trial.number, Tag.ORIGIN_TRIAL: origin})
 
         if not fits_budget(count, spec.budget):
@@ -187,14 +184,23 @@ class Objective:
             self._say(trial, f"pruned before training: {reason}")
             raise optuna.TrialPruned(reason)
 
-        ckpt_dir = trial_checkpoint_dir(o.name, origin)
+        ckpt_dir = trial_checkpoint_dir(o.name, o.uid, origin)
         last = ckpt_dir / "last.pt"
-        resume = self._load_resume(last)
+        expected = checkpoint_owner(o.uid, origin, config.to_dict())
+        resume, refused = read_resume(last, expected)
         if resume is not None:
             trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, resume["epoch"])
             self._backfill(run_id, resume)
             self._say(trial, f"resuming from epoch {resume['epoch']} checkpoint")
-        epoch_checkpoint = sw.wrap(EpochCheckpoint(last, then=EpochLogger(o.tracker, run_id).on_epoch_end),
+        elif refused is not None:
+            trial.set_user_attr(TrialAttr.RESUME_REFUSED, refused)
+            self._say(trial, f"not resuming: {refused}; training from epoch 0")
+            if resumed and self.opened.tracker.client.get_metric_history(run_id, "val_acc"):
+                # MLflow cannot delete a run's metrics: the restart gets a run of
+                # its own, so every epoch is logged once in the run the trial names.
+                run_id = self._restart_run(trial, run_id, config, nominal, params, refused)
+        epoch_checkpoint = sw.wrap(EpochCheckpoint(last, expected,
+                                                   then=EpochLogger(o.tracker, run_id).on_epoch_end),
                                    "epoch_checkpoint")
         callbacks = [epoch_checkpoint, sw.wrap(reporter, "optuna_report_prune")]
         if self.progress is not None:
@@ -219,6 +225,7 @@ class Objective:
         except Exception as e:
             reason = f"{type(e).__name__}: {e}".splitlines()[0]
             trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
+            trial.set_user_attr(TrialAttr.FAIL_KIND, "error")
             tracker.set_tags(run_id, {Tag.TRACEBACK: traceback.format_exc()[-4000:]})
             tracker.finish(run_id, "FAIL", reason)
             raise TrialFailed(reason) from e
@@ -230,6 +237,7 @@ class Objective:
             self._log_outputs(trial, run_id, config, result, origin, nominal, params)
         if result.status == "diverged":
             trial.set_user_attr(TrialAttr.FAIL_REASON, result.reason)
+            trial.set_user_attr(TrialAttr.FAIL_KIND, "diverged")
             tracker.finish(run_id, "FAIL", result.reason)
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             raise TrialFailed(result.reason)
@@ -250,17 +258,29 @@ class Objective:
 
     def _fail_before_run(self, trial, reason: str):
         trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
+        trial.set_user_attr(TrialAttr.FAIL_KIND, "invalid")
         raise TrialFailed(reason)
 
-    def _load_resume(self, path: Path) -> dict | None:
-        if not path.exists():
-            return None
-        import torch
+    def _new_run(self, trial, config, nominal, params) -> str:
+        o = self.opened
+        run_id = o.tracker.create_run(
+            o.experiment_id, f"trial-{trial.number:04d}",
+            {Tag.STUDY: o.name, Tag.TRIAL_NUMBER: trial.number, Tag.ROLE: "trial"},
+            parent_id=o.parent_run_id,
+        )
+        trial.set_user_attr(TrialAttr.MLFLOW_RUN_ID, run_id)
+        log_config(o.tracker, run_id, config, {
+            **{f"{k}_nominal": v for k, v in nominal.items()},
+            **{f"optuna.{k}": v for k, v in params.items()},
+        })
+        return run_id
 
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a torn or foreign file: start over rather than fail the trial
-            return None
+    def _restart_run(self, trial, old_run_id: str, config, nominal, params, why: str) -> str:
+        run_id = self._new_run(trial, config, nominal, params)
+        self.opened.tracker.finish(old_run_id, "INTERRUPTED", f"restarted from epoch 0 in run {run_id}: {why}",
+                                   **{Tag.SUPERSEDED_BY: run_id})
+        self.opened.tracker.set_tags(run_id, {Tag.ORIGIN_TRIAL: trial.user_attrs.get(TrialAttr.ORIGIN)})
+        return run_id
 
     def _backfill(self, run_id: str, resume: dict) -> None:
         """Log checkpointed epochs that MLflow lacks (a kill between checkpoint

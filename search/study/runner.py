@@ -8,18 +8,20 @@ storage are probed, and only then is anything created in either.
 from __future__ import annotations
 
 import dataclasses
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpsearch.search.errors import UserError
+from hpsearch.search.interrupts import sigterm_as_interrupt
 from hpsearch.search.keys import TrialAttr
 from hpsearch.search.progress import Reporter, StudyProgress
 from hpsearch.search.study import timing
+from hpsearch.search.study.checkpoints import check_checkpoint_root, check_study_name
 from hpsearch.search.study.objective import Objective
 from hpsearch.search.study.spec import StudySpec, find_study_file, load_spec
 from hpsearch.search.study.storage import resolve_storage_url
@@ -47,6 +49,7 @@ class RunOptions:
     quiet: bool = False
     studies_dir: Path = STUDIES_DIR
     stopwatch: Any = timing.OFF  # `hpsearch bench` times the work outside the epochs
+    retry_failed: bool = True  # queue again the trials that failed with an error (not diverged ones)
 
 
 def prepare(opts: RunOptions):
@@ -62,6 +65,8 @@ def prepare(opts: RunOptions):
             overrides[key] = value
     resolved = spec.resolve(overrides, opts.epochs)
     resolve_device(resolved.fixed.get("device", TrainConfig().device))  # no GPU: one line, nothing written
+    check_study_name(opts.study_name or spec.name)
+    check_checkpoint_root()
     return spec, resolved
 
 
@@ -80,6 +85,23 @@ def work_left(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
         origins = {t.user_attrs.get(TrialAttr.ORIGIN, t.number) for t in trials}
         fresh = spec.n_trials - len(origins)
     return max(0, fresh) + waiting, running
+
+
+def requeue_failed(study: optuna.Study) -> list[int]:
+    """Queue again, once, every trial that failed with an error (an environment
+    fault such as a full disk or a missing folder, not a diverged run, which
+    would fail the same way): Optuna's retry callback makes a WAITING copy with
+    the same parameters and origin, as for a dead worker, so it resumes from its
+    epoch checkpoint. Returns the numbers of the trials queued again."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials}
+    queued = []
+    for t in trials:
+        if (t.state == TrialState.FAIL and t.user_attrs.get(TrialAttr.FAIL_KIND) == "error"
+                and not t.user_attrs.get(TrialAttr.DUPLICATE) and t.number not in retried):
+            RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(study, t)
+            queued.append(t.number)
+    return queued
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -109,6 +131,11 @@ def run_study(opts: RunOptions) -> OpenStudy:
     optuna.storages.fail_stale_trials(study)
 
     reporter = Reporter(quiet=opts.quiet)
+    if opts.retry_failed:
+        queued = requeue_failed(study)
+        if queued:
+            reporter.info(f"{name}: trial(s) {', '.join(map(str, queued))} failed with an error: queued again "
+                          f"(--no-retry-failed keeps them failed)")
     left, running = work_left(study, spec)
     if left == 0:
         c = counts(study)
@@ -135,28 +162,30 @@ def run_study(opts: RunOptions) -> OpenStudy:
     objective = Objective(opened, data, progress=progress, cells=spec.grid_size(),
                           stopwatch=opts.stopwatch)
     ran = 0
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        while ran < planned:
-            if work_left(study, spec)[0] == 0:
-                break
-            study.optimize(objective, n_trials=1, catch=(Exception,))
-            ran += 1
-            last = study.get_trials(deepcopy=False)[-1]
-            _report_trial(progress, last)
-            if last.user_attrs.get(TrialAttr.DUPLICATE):
-                ran -= 1  # not a trial of ours: GridSampler handed out a taken cell
+    with sigterm_as_interrupt():
+        try:
+            while ran < planned:
                 if work_left(study, spec)[0] == 0:
                     break
-    except KeyboardInterrupt:
-        progress.close()
-        if work_left(study, spec)[1] == 0:
-            opened.tracker.client.set_terminated(opened.parent_run_id, "KILLED")
-        reporter.always(f"{name}: interrupted; the trial in flight is queued again: rerun the same command to continue")
-        raise
-    finally:
-        progress.close()
-        signal.signal(signal.SIGTERM, previous)
+                ours: list = []  # the trial this process ran, not the study's newest (other workers add theirs)
+                study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_Collect(ours)])
+                ran += 1
+                if not ours:
+                    continue
+                last = ours[-1]
+                _report_trial(progress, last)
+                if last.user_attrs.get(TrialAttr.DUPLICATE):
+                    ran -= 1  # not a trial of ours: GridSampler handed out a taken cell
+                    if work_left(study, spec)[0] == 0:
+                        break
+        except KeyboardInterrupt:
+            progress.close()
+            if work_left(study, spec)[1] == 0:
+                opened.tracker.client.set_terminated(opened.parent_run_id, "KILLED")
+            reporter.always(f"{name}: interrupted; the trial in flight is queued again: rerun the same command to continue")
+            raise
+        finally:
+            progress.close()
     left, running = work_left(study, spec)
     c = counts(study)
     reporter.always(
@@ -168,8 +197,14 @@ def run_study(opts: RunOptions) -> OpenStudy:
     return opened
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+class _Collect:
+    """Optuna callback: keeps the trials this process finished."""
+
+    def __init__(self, into: list):
+        self.into = into
+
+    def __call__(self, study, frozen) -> None:
+        self.into.append(frozen)
 
 
 def _best(study):

@@ -332,6 +332,9 @@ def load_spec(path: Path) -> StudySpec:
     both = sorted((set(train) | set(space)) & bundled) or sorted(set(train) & set(space))
     if both:
         raise SpecError(f"{where}: {both[0]} is in both [train] and [space]; keep it in one")
+    if sampler == "grid" and not space:
+        raise SpecError(f"{where}: [space] is empty; the grid sampler needs at least one searched key with a "
+                        f"list of values (e.g. lr = [0.1])")
     stages = sorted(int(STAGE_KEY.match(n).group(1)) for n in space if STAGE_KEY.match(n))
     if stages and stages != list(range(1, len(stages) + 1)):
         raise SpecError(f"{where}: [space].channels_N must be channels_1..channels_K without gaps; found {stages}")

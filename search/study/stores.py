@@ -9,6 +9,7 @@ URL and the study name.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 
 import optuna
@@ -32,6 +33,10 @@ class OpenStudy:
     @property
     def name(self) -> str:
         return self.study.study_name
+
+    @property
+    def uid(self) -> str:
+        return self.study.user_attrs[StudyAttr.UID]
 
 
 def _differences(stored: dict, now: dict, prefix: str = "") -> list[str]:
@@ -70,7 +75,9 @@ def open_study(resolved: Resolved, study_name: str, storage_url: str | None, tra
                                    "space": {k: p.describe() for k, p in spec.space.items()},
                                    "sampler": spec.sampler, "pruner": spec.pruner,
                                    "direction": spec.direction, "metric": spec.metric})
-    elif stored != identity:
+    if StudyAttr.UID not in study.user_attrs:  # new, or made before studies had one
+        study.set_user_attr(StudyAttr.UID, uuid.uuid4().hex)
+    if stored is not None and stored != identity:
         diff = "; ".join(_differences(stored, identity)[:4])
         raise UserError(
             f"study {study_name!r} in {url} was created with other fixed values ({diff}); "

@@ -16,11 +16,13 @@ import sys
 import time
 
 from hpsearch.search.progress import Reporter
-from hpsearch.search.study.runner import RunOptions, counts, prepare_stores, work_left
+from hpsearch.search.study.runner import RunOptions, counts, prepare_stores, requeue_failed, work_left
 
 
 def worker_args(opts: RunOptions) -> list[str]:
-    args = [sys.executable, "-m", "hpsearch.search.cli", "run", "--study", str(opts.study), "--workers", "1", "--quiet"]
+    # Failed trials are queued again here, once, not by every worker.
+    args = [sys.executable, "-m", "hpsearch.search.cli", "run", "--study", str(opts.study), "--workers", "1", "--quiet",
+            "--no-retry-failed"]
     for flag, value in (("--n-trials", opts.n_trials), ("--epochs", opts.epochs), ("--storage", opts.storage),
                         ("--tracking-uri", opts.tracking_uri), ("--data-dir", opts.data_dir),
                         ("--dataset", opts.dataset), ("--device", opts.device), ("--seed", opts.seed),
@@ -45,6 +47,8 @@ def run_workers(opts: RunOptions, n: int, poll_seconds: float = 2.0) -> int:
     opened, spec, _ = prepare_stores(opts)
     study = opened.study
     reporter = Reporter(quiet=opts.quiet)
+    if opts.retry_failed:
+        requeue_failed(study)
     left, _ = work_left(study, spec)
     if left == 0:
         reporter.always(f"{opened.name}: nothing left to run ({spec.size_text()})")
