@@ -19,6 +19,7 @@ class TrialAttr:
     DUPLICATE = "duplicate"  # a grid cell handed out twice: not trained
     PRUNE_REASON = "prune_reason"
     FAIL_REASON = "fail_reason"
+    OWNER = "owner"  # host, pid, process start time, boot id of the worker running it
     RESUMED_FROM_EPOCH = "resumed_from_epoch"
     RESUME_REFUSED = "resume_refused"  # why an epoch checkpoint found was not resumed
     FAIL_KIND = "fail_kind"  # "diverged" (a training outcome) or "error" (retried by the next run)
@@ -36,6 +37,7 @@ class StudyAttr:
     PARENT_RUN = "hpsearch.mlflow_parent_run_id"
     EXPERIMENT = "hpsearch.mlflow_experiment_id"
     TRACKING_URI = "hpsearch.tracking_uri"
+    DATA_DIR = "hpsearch.data_dir"  # where a cifar10 study's images were read from (absolute)
     PROMOTED = "hpsearch.promoted"  # {trial number: [promotions]}
 
 

@@ -95,7 +95,7 @@ def test_sigkill_mid_trial_resumes_from_the_last_epoch(workdir):
     assert sorted(steps) == [1, 2, 3, 4, 5, 6]
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
     assert {r.info.status for r in runs_of(client, "crash")} == {"FINISHED"}
-    assert not list((workdir / "mlruns" / "checkpoints" / "crash").glob("*/last.pt"))
+    assert not list((workdir / "mlruns" / "checkpoints").glob("crash-*/*/last.pt"))
 
 
 def test_sigterm_records_the_trial_as_interrupted_and_a_rerun_continues(workdir):

@@ -181,19 +181,28 @@ def test_a_failing_trial_does_not_stop_the_study(cli, workdir):
     assert run.info.status == "FAILED" and "non-finite" in run.data.tags["hpsearch.reason"]
 
 
-def test_an_epoch_checkpoint_that_cannot_be_written_fails_its_trial_not_the_study(cli, workdir, monkeypatch):
+def test_an_epoch_checkpoint_that_cannot_be_written_fails_its_trial_and_the_next_run_retries_it(cli, workdir):
     # The epoch checkpoint is written off the training thread; its failure
-    # still reaches the trial, with the reason, in both stores.
-    blocker = workdir / "a-file"
-    blocker.write_text("")
-    monkeypatch.setenv("HPSEARCH_CHECKPOINT_DIR", str(blocker / "checkpoints"))
+    # still reaches the trial, with the reason, in both stores. Such a failure
+    # (an environment fault, not a training outcome) does not make its grid
+    # cell "done": the next run queues it again.
     spec = write_study(workdir / "w.toml", TINY_GRID.replace("batch_size = [32, 64]", "batch_size = [64]"))
-    cli("run", "--study", spec, "--quiet")
+    cli("run", "--study", spec, "--quiet", "--n-trials", 1)
+    (folder,) = (workdir / "mlruns" / "checkpoints").iterdir()  # the study's: w-<uid>
+    folder.rmdir()
+    folder.write_text("")  # now the trial's folder cannot be made
+    cli("run", "--study", spec, "--quiet", "--n-trials", 1)
+    failed = [t for t in load("w").get_trials() if t.state.name == "FAIL"]
+    assert len(failed) == 1
+    (t,) = failed
+    assert "NotADirectoryError" in t.user_attrs["fail_reason"] and t.user_attrs["fail_kind"] == "error"
+    run = mlflow_client().get_run(t.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and "NotADirectoryError" in run.data.tags["hpsearch.reason"]
+    # No epoch reached MLflow: each is logged only once its checkpoint is on disk.
+    assert mlflow_client().get_metric_history(run.info.run_id, "val_acc") == []
+    folder.unlink()
+    out = cli("run", "--study", spec).output
+    assert f"trial(s) {t.number} failed with an error: queued again" in out
+    assert "nothing left" in out
     trials = load("w").get_trials()
-    assert len(trials) == 2 and {t.state.name for t in trials} == {"FAIL"}
-    for t in trials:
-        assert "NotADirectoryError" in t.user_attrs["fail_reason"] and "a-file" in t.user_attrs["fail_reason"]
-        run = mlflow_client().get_run(t.user_attrs["mlflow_run_id"])
-        assert run.info.status == "FAILED" and "NotADirectoryError" in run.data.tags["hpsearch.reason"]
-        # No epoch reached MLflow: each is logged only once its checkpoint is on disk.
-        assert mlflow_client().get_metric_history(run.info.run_id, "val_acc") == []
+    assert sorted(t.params["lr"] for t in trials if t.state.name == "COMPLETE") == [0.05, 0.2]

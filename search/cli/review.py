@@ -63,8 +63,9 @@ def report_cmd(study_name, out, storage, tracking_uri):
                    "(the seed report's protocol); tagged leaky in MLflow.")
 @storage_option
 @tracking_option(recorded=True)
-@click.option("--data-dir", type=click.Path(file_okay=False), envvar="HPSEARCH_DATA_DIR",
-              help="Where cifar-10-batches-py lives (for the test split).")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Where cifar-10-batches-py lives (for the test split) [default: the folder the study "
+                   "was run on, which the study recorded].")
 def promote_cmd(study_name, trial_number, model_name, kaggle_test, out, tta, select_on_test, storage,
                 tracking_uri, data_dir):
     """Measure the chosen trial once on the test split, register it with alias champion, write a submission."""

@@ -34,9 +34,12 @@ from hpsearch.search.errors import UserError
 @click.option("--retry-failed/--no-retry-failed", default=True, show_default=True,
               help="Queue again the trials that failed with an error (a full disk, a missing folder); "
                    "diverged trials stay failed.")
+@click.option("--no-wait", is_flag=True,
+              help="When nothing is left to start but trials run elsewhere, exit (saying which) instead of "
+                   "waiting for them to finish or go stale.")
 @click.option("--quiet", is_flag=True, help="Plain, minimal output.")
 def run_cmd(study_ref, n_trials, epochs, storage, tracking_uri, data_dir, dataset, device, seed,
-            study_name, sets, workers, retry_failed, quiet):
+            study_name, sets, workers, retry_failed, no_wait, quiet):
     """Run or resume a study: every trial searched, pruned or completed, all tracked."""
     from hpsearch.search.study.runner import RunOptions, run_study
 
@@ -45,7 +48,7 @@ def run_cmd(study_ref, n_trials, epochs, storage, tracking_uri, data_dir, datase
     opts = RunOptions(study=study_ref, n_trials=n_trials, epochs=epochs, storage=storage,
                       tracking_uri=tracking_uri, data_dir=data_dir, dataset=dataset, device=device,
                       seed=seed, study_name=study_name, sets=tuple(sets), quiet=quiet,
-                      retry_failed=retry_failed)
+                      retry_failed=retry_failed, no_wait=no_wait)
     if workers > 1:
         from hpsearch.search.study.workers import run_workers
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.data import DataError
 from hpsearch.search.errors import UserError
 from hpsearch.search.interrupts import sigterm_as_interrupt
 from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
@@ -133,14 +134,21 @@ def _recorded_digest(review: Review, run_id: str, tmp: Path) -> str | None:
     return (manifest.get("data") or {}).get("digest")
 
 
-def _rebuild_data(config, data_dir, recorded_digest: str | None, trial: int, loaded: dict | None = None):
+def _rebuild_data(config, data_dir, recorded_digest: str | None, trial: int, loaded: dict | None = None,
+                  recorded_dir: str | None = None):
     """The data bundle the trial was trained on; its test split is then the
     one a promotion may read. `loaded` keeps bundles already built in this
     promotion: the trials of a study share their data."""
     key = config.data_config()
     loaded = {} if loaded is None else loaded
     if key not in loaded:
-        loaded[key] = key.load(data_dir)
+        try:
+            loaded[key] = key.load(data_dir)
+        except DataError as e:
+            if recorded_dir is None or data_dir != recorded_dir:
+                raise
+            raise UserError(f"the data folder {recorded_dir} that the study was run on no longer holds its data "
+                            f"({e}); pass --data-dir with the folder that holds cifar-10-batches-py") from None
     data = loaded[key]
     if recorded_digest and data.digest != recorded_digest:
         raise UserError(f"the {config.dataset} data found here is not what trial {trial} was trained on "
@@ -223,7 +231,9 @@ def _measure(review: Review, trial: FrozenTrial, data_dir, device, loaded: dict 
         model, ckpt = load_model(_download_checkpoint(review, trial, Path(tmp)))
         run_id = trial.user_attrs[TrialAttr.MLFLOW_RUN_ID]
         config = TrainConfig.from_dict(ckpt["train_config"])
-        data = _rebuild_data(config, data_dir, _recorded_digest(review, run_id, Path(tmp)), trial.number, loaded)
+        recorded_dir = review.study.user_attrs.get(StudyAttr.DATA_DIR)
+        data = _rebuild_data(config, data_dir or recorded_dir, _recorded_digest(review, run_id, Path(tmp)),
+                             trial.number, loaded, recorded_dir)
     model = model.to(device)
     test_x, test_y = data.load_test()
     _, test_acc = evaluate(model, test_x.to(device), test_y.to(device), config.eval_batch_size)

@@ -118,10 +118,23 @@ def best_section(review: Review) -> tuple[str, list]:
     return body, figs
 
 
+def _check_out(path: Path) -> None:
+    """The report's folder, or the nearest existing folder above it, must be a folder."""
+    if path.is_dir():
+        raise UserError(f"--out {path}: is a folder; give a file path such as {path / 'report.html'}")
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"--out {path}: cannot be written ({probe} is a file); give a file path in a writable folder")
+
+
 def write_report(study_name: str, out: str | Path | None, storage: str | None, tracking_uri: str | None,
                  say: Callable[[str], None] = print) -> Path:
     from plotly.offline import get_plotlyjs
 
+    path = Path(out) if out else DEFAULT_REPORTS_DIR / f"{study_name}.html"
+    _check_out(path)  # bad input: one line before any work
     review = load_review(study_name, storage, tracking_uri)
     best_html, best_figs = best_section(review)
     drawn = study_figures(review)
@@ -152,7 +165,6 @@ details {{ margin: 0.5em 0 1em; }}
 {f'<p>Not drawn:</p><ul>{skipped}</ul>' if skipped else ''}
 </body></html>
 """
-    path = Path(out) if out else DEFAULT_REPORTS_DIR / f"{study_name}.html"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")

@@ -25,6 +25,7 @@ from hpsearch.search.study import timing
 from hpsearch.search.study.checkpoints import owner as checkpoint_owner
 from hpsearch.search.study.checkpoints import read_resume, trial_checkpoint_dir
 from hpsearch.search.study.manifest import trial_seed
+from hpsearch.search.study.owners import this_process
 from hpsearch.search.study.spec import suggest
 from hpsearch.search.study.stores import OpenStudy
 from hpsearch.search.study.tracking import EpochLogger, log_config, log_outputs
@@ -146,6 +147,7 @@ class Objective:
     def _run(self, trial: optuna.Trial) -> float:
         o, spec, sw = self.opened, self.opened.resolved.spec, self.stopwatch
         sw.start_trial(trial.number)
+        trial.set_user_attr(TrialAttr.OWNER, this_process())
         reporter = OptunaReporter(trial, spec.metric)
         trial = sw.wrap(trial, "optuna_suggest_and_attrs")
         with sw.section("optuna_suggest_and_attrs"):

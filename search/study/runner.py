@@ -8,6 +8,7 @@ storage are probed, and only then is anything created in either.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ from optuna.trial import TrialState
 
 from hpsearch.search.errors import UserError
 from hpsearch.search.interrupts import sigterm_as_interrupt
-from hpsearch.search.keys import TrialAttr
+from hpsearch.search.keys import StudyAttr, TrialAttr
 from hpsearch.search.progress import Reporter, StudyProgress
 from hpsearch.search.study import timing
 from hpsearch.search.study.checkpoints import check_checkpoint_root, check_study_name
 from hpsearch.search.study.objective import Objective
+from hpsearch.search.study.owners import describe_running, retry_dead_local_trials
 from hpsearch.search.study.spec import StudySpec, find_study_file, load_spec
 from hpsearch.search.study.storage import resolve_storage_url
 from hpsearch.search.study.stores import OpenStudy, open_study
@@ -31,6 +33,7 @@ from hpsearch.search.train.config import TrainConfig, parse_assignments
 from hpsearch.search.train.loop import resolve_device
 
 STUDIES_DIR = Path("studies")
+WAIT_POLL_SECONDS = 5.0  # how often a waiting run looks at trials running elsewhere
 
 
 @dataclass
@@ -50,6 +53,7 @@ class RunOptions:
     studies_dir: Path = STUDIES_DIR
     stopwatch: Any = timing.OFF  # `hpsearch bench` times the work outside the epochs
     retry_failed: bool = True  # queue again the trials that failed with an error (not diverged ones)
+    no_wait: bool = False  # exit instead of waiting for trials that run elsewhere
 
 
 def prepare(opts: RunOptions):
@@ -121,34 +125,41 @@ def prepare_stores(opts: RunOptions):
     probe_storage(opts.storage)
     tracker = Tracker(opts.tracking_uri)
     opened = open_study(resolved, opts.study_name or spec.name, opts.storage, tracker)
+    if data.name == "cifar10":  # `promote` reads the test split from the same folder
+        from hpsearch.data import default_data_dir
+
+        folder = Path(opts.data_dir).expanduser() if opts.data_dir else default_data_dir()
+        opened.study.set_user_attr(StudyAttr.DATA_DIR, str(folder.resolve()))
     return opened, spec, data
+
+
+def recover(study: optuna.Study, reporter: Reporter) -> None:
+    """Queue again the trials whose worker is gone: at once for a dead process
+    on this host, after the heartbeat grace period for any other."""
+    retried = retry_dead_local_trials(study)
+    if retried:
+        reporter.info(f"{study.study_name}: trial(s) {', '.join(map(str, retried))} belonged to a process on this "
+                      f"host that is gone: queued again, to resume from the last epoch")
+    optuna.storages.fail_stale_trials(study)
 
 
 def run_study(opts: RunOptions) -> OpenStudy:
     opened, spec, data = prepare_stores(opts)
     study, name = opened.study, opened.name
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print one line per trial ourselves
-    optuna.storages.fail_stale_trials(study)
-
     reporter = Reporter(quiet=opts.quiet)
+    recover(study, reporter)
     if opts.retry_failed:
         queued = requeue_failed(study)
         if queued:
             reporter.info(f"{name}: trial(s) {', '.join(map(str, queued))} failed with an error: queued again "
                           f"(--no-retry-failed keeps them failed)")
     left, running = work_left(study, spec)
-    if left == 0:
-        c = counts(study)
-        what = "grid complete" if spec.sampler == "grid" else "study complete"
-        detail = ", ".join(f"{v} {k.lower()}" for k, v in sorted(c.items()))
-        if running:
-            reporter.always(f"{name}: nothing left to start; {running} trial(s) still running elsewhere ({detail})")
-        else:
-            reporter.always(f"{name}: {what}: {spec.size_text()} done ({detail}); nothing to run")
-            _close_parent(opened)
+    if left == 0 and (running == 0 or opts.no_wait):
+        _say_nothing_to_start(opened, spec, reporter, running)
         return opened
 
-    planned = left if opts.n_trials is None else min(left, opts.n_trials)
+    planned = max(1, left if opts.n_trials is None else min(left, opts.n_trials))
     reporter.info(
         f"study {name}: {spec.sampler} sampler, {spec.pruner} pruner, {spec.size_text()}; "
         f"{left} left, running {planned} here; storage {resolve_storage_url(opts.storage)}, "
@@ -161,12 +172,23 @@ def run_study(opts: RunOptions) -> OpenStudy:
         pass  # no completed trial yet: nothing to show as best
     objective = Objective(opened, data, progress=progress, cells=spec.grid_size(),
                           stopwatch=opts.stopwatch)
-    ran = 0
+    ran, last_wait = 0, None
     with sigterm_as_interrupt():
         try:
-            while ran < planned:
-                if work_left(study, spec)[0] == 0:
-                    break
+            while opts.n_trials is None or ran < opts.n_trials:
+                left, running = work_left(study, spec)
+                if left == 0:
+                    if running == 0 or opts.no_wait:
+                        break
+                    # Nothing to start, but trials still run elsewhere (another host,
+                    # a live process): wait until they finish or go stale and are retried.
+                    line = f"{name}: waiting for " + "; ".join(describe_running(study))
+                    if line != last_wait:
+                        progress.note(line + " (--no-wait exits instead)")
+                        last_wait = line
+                    time.sleep(WAIT_POLL_SECONDS)
+                    recover(study, reporter)
+                    continue
                 ours: list = []  # the trial this process ran, not the study's newest (other workers add theirs)
                 study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_Collect(ours)])
                 ran += 1
@@ -176,8 +198,6 @@ def run_study(opts: RunOptions) -> OpenStudy:
                 _report_trial(progress, last)
                 if last.user_attrs.get(TrialAttr.DUPLICATE):
                     ran -= 1  # not a trial of ours: GridSampler handed out a taken cell
-                    if work_left(study, spec)[0] == 0:
-                        break
         except KeyboardInterrupt:
             progress.close()
             if work_left(study, spec)[1] == 0:
@@ -188,13 +208,27 @@ def run_study(opts: RunOptions) -> OpenStudy:
             progress.close()
     left, running = work_left(study, spec)
     c = counts(study)
+    still = f"; still running: {'; '.join(describe_running(study))}" if running else ""
     reporter.always(
         f"{name}: ran {ran} trial(s) here; " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(c.items()))
-        + (f"; {left} left" if left else "; nothing left") + _best_line(study)
+        + (f"; {left} left" if left else "" if running else "; nothing left") + still + _best_line(study)
     )
     if left == 0 and running == 0:
         _close_parent(opened)
     return opened
+
+
+def _say_nothing_to_start(opened: OpenStudy, spec: StudySpec, reporter: Reporter, running: int) -> None:
+    name, study = opened.name, opened.study
+    c = counts(study)
+    what = "grid complete" if spec.sampler == "grid" else "study complete"
+    detail = ", ".join(f"{v} {k.lower()}" for k, v in sorted(c.items()))
+    if running:
+        reporter.always(f"{name}: nothing left to start ({detail}); still running: "
+                        + "; ".join(describe_running(study)))
+    else:
+        reporter.always(f"{name}: {what}: {spec.size_text()} done ({detail}); nothing left")
+        _close_parent(opened)
 
 
 class _Collect:

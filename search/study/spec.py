@@ -136,6 +136,12 @@ class StudySpec:
             return f"{self.grid_size()} cells"
         return f"{self.n_trials} trials"
 
+    def _searches(self, key: str) -> bool:
+        return key in self.space or any(p.bundle and any(key in t for t in p.choices) for p in self.space.values())
+
+    def _may_be_multistep(self, fixed: dict[str, Any]) -> bool:
+        return fixed.get("scheduler", TrainConfig().scheduler) == "multistep" or self._searches("scheduler")
+
     # -- resolution ---------------------------------------------------------
     def resolve(self, overrides: dict[str, Any] | None = None, epochs: int | None = None) -> Resolved:
         """Fixed values after `--set` and `--epochs`; raises SpecError if they clash."""
@@ -153,9 +159,17 @@ class StudySpec:
                 raise SpecError(f"--epochs {epochs}: must be >= 1")
             fixed["epochs"] = epochs
         target = int(fixed.get("epochs", nominal))
+        defaults: dict[str, Any] = {}
         if "milestones" in fixed and "milestones" not in overrides and target != nominal:
             fixed["milestones"] = scale_milestones(fixed["milestones"], nominal, target)
-        resolved = Resolved(self, fixed, nominal, target)
+        elif "milestones" not in fixed and not self._searches("milestones") and self._may_be_multistep(fixed):
+            # The default milestones are written for TrainConfig's 200 epochs: a study
+            # of another length (in [train] or by --epochs) scales them as --epochs does.
+            base = TrainConfig()
+            if target != base.epochs:
+                defaults["milestones"] = list(base.milestones)
+                fixed["milestones"] = scale_milestones(base.milestones, base.epochs, target)
+        resolved = Resolved(self, fixed, nominal, target, defaults)
         resolved.validate()
         return resolved
 
@@ -168,6 +182,7 @@ class Resolved:
     fixed: dict[str, Any]
     nominal_epochs: int
     epochs: int
+    scaled_defaults: dict[str, Any] = field(default_factory=dict)  # nominal values of defaults scaled here
 
     @property
     def scale(self) -> bool:
@@ -195,7 +210,18 @@ class Resolved:
             else:
                 searched.update(self.spec.space[name].values_of(raw))
         if stages:
-            searched["channels"] = [stages[i] for i in sorted(stages)]
+            # Stages not searched keep the architecture's own widths.
+            from hpsearch.models import model_config
+
+            model = searched.get("model", values.get("model", TrainConfig().model))
+            widths = list(values.get("channels") or model_config(model).channels)
+            beyond = [i for i in stages if i > len(widths)]
+            if beyond:
+                raise ConfigError(f"channels_{beyond[0]}: {model} has {len(widths)} stages; "
+                                  f"allowed: channels_1..channels_{len(widths)}")
+            for i, width in stages.items():
+                widths[i - 1] = width
+            searched["channels"] = widths
         if "milestones" in searched and self.scale:
             nominal["milestones"] = list(searched["milestones"])
             searched["milestones"] = scale_milestones(searched["milestones"], self.nominal_epochs, self.epochs)
@@ -203,6 +229,7 @@ class Resolved:
             nominal["milestones"] = self.spec.train.get("milestones", list(TrainConfig().milestones))
         if self.scale:
             nominal["epochs"] = self.nominal_epochs
+        nominal.update(self.scaled_defaults)
         values.update(searched)
         return values, nominal
 
@@ -336,8 +363,8 @@ def load_spec(path: Path) -> StudySpec:
         raise SpecError(f"{where}: [space] is empty; the grid sampler needs at least one searched key with a "
                         f"list of values (e.g. lr = [0.1])")
     stages = sorted(int(STAGE_KEY.match(n).group(1)) for n in space if STAGE_KEY.match(n))
-    if stages and stages != list(range(1, len(stages) + 1)):
-        raise SpecError(f"{where}: [space].channels_N must be channels_1..channels_K without gaps; found {stages}")
+    if stages and stages[0] < 1:
+        raise SpecError(f"{where}: [space].channels_0: stages are numbered from 1 (channels_1)")
     if stages and "channels" in train:
         raise SpecError(f"{where}: [train].channels and [space].channels_N both set the stage widths; keep one")
 

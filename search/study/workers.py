@@ -31,6 +31,8 @@ def worker_args(opts: RunOptions) -> list[str]:
             args += [flag, str(value)]
     for s in opts.sets:
         args += ["--set", s]
+    if opts.no_wait:
+        args.append("--no-wait")
     return args
 
 
