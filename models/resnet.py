@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+# kaiming_fan_out / kaiming_fan_in: Kaiming normal (ReLU gain) with that fan
+# for the convolutions; torch_default: the layers' own reset_parameters().
+INIT_MODES = ("kaiming_fan_out", "kaiming_fan_in", "torch_default")
+
 
 @dataclass(frozen=True)
 class ResNetConfig:
@@ -27,6 +31,8 @@ class ResNetConfig:
     dropout: float = 0.3  # before the classifier (report)
     num_classes: int = 10
     in_channels: int = 3
+    init: str = "kaiming_fan_out"  # one of INIT_MODES: how conv weights start (see ResNet._init_weights)
+    zero_init_residual: bool = True  # last BN of every residual branch starts at weight 0 (off in resnet-tiny)
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -41,6 +47,8 @@ class ResNetConfig:
             raise ValueError(f"dropout {self.dropout} must be in [0, 1)")
         if self.se_reduction < 1:
             raise ValueError(f"se_reduction {self.se_reduction} must be >= 1")
+        if self.init not in INIT_MODES:
+            raise ValueError(f"init {self.init!r} is not allowed; allowed: {', '.join(INIT_MODES)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -115,30 +123,38 @@ class ResNet(nn.Module):
 
     def _init_weights(self):
         """Report: Kaiming normal for conv and linear layers, BatchNorm at
-        constants. Two choices the report leaves open decide whether the deep
-        presets train at its lr 0.1:
+        constants. ``config.init`` picks the convolutions' fan (``kaiming_fan_out``,
+        ``kaiming_fan_in``) or leaves every layer at torch's own default
+        (``torch_default``: Kaiming uniform with a = sqrt(5), BN weight 1, bias 0).
+        Two choices the report leaves open decide whether the deep presets
+        train at its lr 0.1:
         * Linear layers use fan_in. With fan_out the 10-way classifier gets
           std sqrt(2/10) and the untrained resnet-seed starts at loss 17
           (ln 10 = 2.3); at lr 0.1 it then collapsed to chance on the
           synthetic set, on CPU and on an H200.
-        * The last BatchNorm of every residual branch starts at weight 0
-          (Goyal et al. 2017, torchvision's `zero_init_residual`): each block
-          starts as the identity, so 21 stacked blocks do not inflate the
-          activations. Every other BatchNorm starts at weight 1, bias 0.
+        * With ``config.zero_init_residual`` the last BatchNorm of every
+          residual branch starts at weight 0 (Goyal et al. 2017, torchvision's
+          `zero_init_residual`): each block starts as the identity, so 21
+          stacked blocks do not inflate the activations. Every other
+          BatchNorm starts at weight 1, bias 0.
         """
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if isinstance(m, BasicBlock):
-                nn.init.zeros_(m.bn2.weight)
+        mode = self.config.init
+        if mode != "torch_default":
+            fan = "fan_out" if mode == "kaiming_fan_out" else "fan_in"
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode=fan, nonlinearity="relu")
+                elif isinstance(m, nn.Linear):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+                if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        if self.config.zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem_se(self.stem(x)))

@@ -49,7 +49,10 @@ def test_init_follows_the_report():
     bn = model.stem[1]
     assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
     block = model.stages[0][0]
-    assert torch.all(block.bn1.weight == 1) and torch.all(block.bn2.weight == 0)  # each block starts as identity
+    # resnet-tiny: no zero-init of the residual branch (RESULTS-issue9.md)
+    assert torch.all(block.bn1.weight == 1) and torch.all(block.bn2.weight == 1)
+    deep = build_model("resnet-seed-2.6m").stages[0][0]
+    assert torch.all(deep.bn1.weight == 1) and torch.all(deep.bn2.weight == 0)  # each block starts as identity
     # Kaiming normal (fan_out): conv weight std close to sqrt(2 / fan_out)
     conv = model.stages[2][0].conv2.weight
     fan_out = conv.shape[0] * conv.shape[2] * conv.shape[3]
@@ -78,3 +81,13 @@ def test_models_command_lists_exact_counts(cli):
     # resnet-seed with SE in every block: over the budget, shown as such
     row = next(line for line in out.splitlines() if "resnet-seed " in line or "│ resnet-seed  " in line)
     assert "5,021,251" in row and "NO" in row
+
+
+@pytest.mark.parametrize("init", ["kaiming_fan_out", "kaiming_fan_in", "torch_default"])
+def test_init_modes_and_zero_init_switch(init):
+    model = build_model("resnet-tiny", init=init, zero_init_residual=True)
+    assert torch.all(model.stages[1][0].bn2.weight == 0)
+    conv = model.stages[2][0].conv2.weight
+    fan = conv.shape[1 if init != "kaiming_fan_out" else 0] * conv.shape[2] * conv.shape[3]
+    expected = (2 / fan) ** 0.5 if init != "torch_default" else (1 / (3 * fan)) ** 0.5  # kaiming_uniform a=sqrt(5)
+    assert abs(conv.std().item() - expected) < 0.1 * expected

@@ -41,7 +41,7 @@ from hpsearch.search.bench.environment import SIZES, default_model, environment,
 from hpsearch.search.bench.overhead import bench_overhead
 from hpsearch.search.bench.train_step import bench_compile, bench_cudnn_benchmark, bench_step
 
-PARTS = ("data", "step", "overhead")
+PARTS = ("data", "step", "overhead", "parity")
 
 
 def _attempt(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -97,6 +97,13 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     if "overhead" in opts.parts:
         say(f"search overhead: {sizes.describe_trial()} ...")
         result["search_overhead"] = _attempt(lambda: bench_overhead(device, sizes))
+        save()
+    if "parity" in opts.parts:
+        say(f"accuracy parity: {model}, {sizes.parity_seeds} seed(s) x {sizes.parity_epochs} epoch(s) a side, "
+            f"with and without augmentation, on real digits ...")
+        from hpsearch.search.bench.parity import bench_parity  # torchvision and PIL: loaded only here
+
+        result["accuracy_parity"] = _attempt(lambda: bench_parity(model, device, sizes))
         save()
     step = result.get("train_step", {})
     if device.type == "cuda" and "ours_images_per_s" in step:

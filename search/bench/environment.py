@@ -29,6 +29,10 @@ class Sizes:
     epochs: int  # ... epochs per trial
     synthetic_size: int  # ... synthetic pool (train + validation)
     val_size: int  # ... validation hold-out
+    parity_train: int  # accuracy parity: real-image training set (the hold-out taken from it)
+    parity_val: int  # ... validation hold-out
+    parity_epochs: int  # ... epochs of each run
+    parity_seeds: int  # ... seeds per side and augmentation setting
 
     def describe_trial(self) -> str:
         return (f"{self.trials} trials x {self.epochs} epochs of resnet-tiny on "
@@ -42,13 +46,17 @@ class Sizes:
 # set is CIFAR-10-sized, as a real trial's.
 SIZES = {
     ("cpu", False): Sizes(rounds=3, data_images=6144, data_pool=4096, step_warmup=2, step_steps=12,
-                          trials=6, epochs=3, synthetic_size=6000, val_size=1000),
+                          trials=6, epochs=3, synthetic_size=6000, val_size=1000,
+                          parity_train=10000, parity_val=5000, parity_epochs=3, parity_seeds=3),
     ("cuda", False): Sizes(rounds=2, data_images=16384, data_pool=16384, step_warmup=10, step_steps=40,
-                           trials=2, epochs=3, synthetic_size=50000, val_size=5000),
+                           trials=2, epochs=3, synthetic_size=50000, val_size=5000,
+                           parity_train=10000, parity_val=5000, parity_epochs=3, parity_seeds=3),
     ("cpu", True): Sizes(rounds=1, data_images=256, data_pool=256, step_warmup=1, step_steps=2,
-                         trials=1, epochs=1, synthetic_size=300, val_size=100),
+                         trials=1, epochs=1, synthetic_size=300, val_size=100,
+                         parity_train=300, parity_val=100, parity_epochs=1, parity_seeds=1),
     ("cuda", True): Sizes(rounds=1, data_images=1024, data_pool=1024, step_warmup=2, step_steps=5,
-                          trials=1, epochs=1, synthetic_size=600, val_size=100),
+                          trials=1, epochs=1, synthetic_size=600, val_size=100,
+                          parity_train=300, parity_val=100, parity_epochs=1, parity_seeds=1),
 }
 
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
+# `hpsearch bench` lets OpenMP threads wait passively (see cli/bench.py). That
+# only takes effect before torch is loaded, and the commands' option lists
+# (data sets, devices) load it when this package is imported, so it is set here.
+if "bench" in sys.argv[1:3]:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import click
 
 from hpsearch.search.errors import user_error_types

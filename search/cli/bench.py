@@ -74,7 +74,7 @@ def print_result(r: dict) -> None:
         table.add_column(col, justify="right")
     notes = []
     for key, label in (("data_path", "data path"), ("train_step", "training step"),
-                       ("search_overhead", "search overhead")):
+                       ("search_overhead", "search overhead"), ("accuracy_parity", "accuracy parity")):
         if "error" in r.get(key, {}):
             table.add_row(label, "failed", "", "", "")
             notes.append(f"{label} failed: {r[key]['error']}")
@@ -129,6 +129,16 @@ def print_result(r: dict) -> None:
                      f"{o['mean_trial_seconds']:.1f} s a trial, {o['mean_overhead_seconds']:.2f} s of it "
                      f"overhead ({o['per_epoch_overhead_seconds'] * 1000:.0f} ms per epoch); the first trial "
                      f"({o['first_trial_fraction']:.2%}) also pays the process's one-time warm-ups")
+    p = r.get("accuracy_parity")
+    if p and "error" not in p:
+        for key, label in (("no_augment", "no augmentation"), ("augment", "report's augmentation")):
+            s = p[key]
+            table.add_row(f"val accuracy, {label}", f"{s['ours_mean']:.2%}", f"{s['plain_mean']:.2%}",
+                          f"{s['difference'] * 100:+.1f} pts", f">= -{p['target'] * 100:.0f} pts")
+        notes.append(f"accuracy parity: train() vs a plain PyTorch loop (same {p['model']}, init, SGD lr {p['lr']}, "
+                     f"batch {p['batch_size']}, milestones {p['milestones']}; torchvision transforms on PIL images "
+                     f"for the augmentation), {p['epochs']} epoch(s), {p['seeds']} seed(s) a side, on "
+                     f"{p['train_images']:,} train / {p['val_images']:,} val {p['data']}")
     console.print(table)
     for note in notes:
         console.print(f"- {note}", markup=False)

@@ -16,6 +16,7 @@ from typing import Any
 
 from hpsearch.data import DATASETS, AugmentConfig, DataBundle, load_dataset
 from hpsearch.models import ResNetConfig, model_config, param_count, preset_names
+from hpsearch.models.resnet import INIT_MODES
 
 
 class ConfigError(ValueError):
@@ -58,6 +59,8 @@ class TrainConfig:
     blocks: tuple[int, ...] | None = None  # BasicBlocks per stage
     se: bool | None = None  # squeeze-and-excitation in every block
     dropout: float | None = None  # before the classifier
+    init: str = field(default="kaiming_fan_out", metadata={"choices": INIT_MODES})  # conv weight init
+    zero_init_residual: bool | None = None  # last BN of each residual branch at 0 (Goyal et al. 2017); None = preset's
     # data
     dataset: str = field(default="synthetic", metadata={"choices": DATASETS})
     val_size: int = 5000  # stratified hold-out of the training set
@@ -76,6 +79,7 @@ class TrainConfig:
     scheduler: str = _choices(*SCHEDULERS)
     milestones: tuple[int, ...] = (80, 120)  # epochs at which MultiStepLR multiplies lr by gamma
     gamma: float = 0.1
+    warmup_epochs: int = 0  # linear LR warm-up over the first epochs, per step (Goyal et al. 2017); 0 = off
     label_smoothing: float = 0.0
     # augmentation (report: crop with 4-pixel padding, flip, rotation, colour jitter)
     augment: bool = True
@@ -109,6 +113,8 @@ class TrainConfig:
                 bad(f.name, f"{getattr(self, f.name)!r} is not allowed; allowed: {', '.join(choices)}")
         if self.model not in preset_names():
             bad("model", f"unknown preset {self.model!r}; allowed: {', '.join(preset_names())}")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            bad("warmup_epochs", f"{self.warmup_epochs} must be in 0..epochs ({self.epochs})")
         for key in ("epochs", "batch_size", "val_size", "synthetic_size", "eval_batch_size", "lookahead_k"):
             if getattr(self, key) < 1:
                 bad(key, f"{getattr(self, key)} must be >= 1")
@@ -145,6 +151,8 @@ class TrainConfig:
             blocks=self.blocks,
             se=self.se,
             dropout=self.dropout,
+            init=self.init,
+            zero_init_residual=self.zero_init_residual,
         )
 
     def data_config(self) -> DataConfig:

@@ -27,7 +27,7 @@ from torch import nn
 from hpsearch.data import DataBundle, prepare_batch
 from hpsearch.models import build_model
 from hpsearch.search.train.config import ConfigError, TrainConfig
-from hpsearch.search.train.optim import build_optimizer, build_scheduler
+from hpsearch.search.train.optim import build_optimizer, build_scheduler, build_warmup
 
 
 class StopTraining(Exception):
@@ -62,6 +62,7 @@ class TrainState:
     best_val_acc: float = -1.0
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
+    warmup: Any = None  # per-step LR warm-up (LinearLR) or None
 
     def checkpoint(self) -> dict[str, Any]:
         """A snapshot that shares nothing with the live training state (every
@@ -73,6 +74,7 @@ class TrainState:
             # copies: the optimizer keeps updating its buffers in place
             "optimizer": _cpu_copy(self.optimizer.state_dict()),
             "scheduler": copy.deepcopy(self.scheduler.state_dict()),
+            "warmup": None if self.warmup is None else copy.deepcopy(self.warmup.state_dict()),
             "history": [r.to_dict() for r in self.history],
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
@@ -154,6 +156,13 @@ class TrainingSetup:
     scheduler: Any
     criterion: nn.Module
     param_count: int
+    warmup: Any = None  # per-step linear LR warm-up (`build_warmup`), made by `with_warmup`
+
+    def with_warmup(self, n_train: int) -> TrainingSetup:
+        """Add the per-step warm-up for a training set of `n_train` images."""
+        steps = math.ceil(epoch_images(n_train, self.config.batch_size) / self.config.batch_size)
+        self.warmup = build_warmup(self.config, self.optimizer, steps)
+        return self
 
     def step(self, xb: torch.Tensor, yb: torch.Tensor):
         return train_step(self.forward, self.optimizer, self.criterion, xb, yb, self.path.autocast)
@@ -161,7 +170,7 @@ class TrainingSetup:
     def train_epoch(self, x, y, shuffle: torch.Generator, aug_gen: torch.Generator) -> tuple[float, float]:
         return _train_epoch(self.forward, self.optimizer, self.criterion, x, y, self.config.batch_size,
                             self.config.augment_config(), shuffle, aug_gen, self.path.memory_format,
-                            self.path.autocast)
+                            self.path.autocast, self.warmup)
 
     def evaluate(self, x, y) -> tuple[float, float]:
         return evaluate(self.forward, x, y, self.config.eval_batch_size, self.path.memory_format,
@@ -252,13 +261,15 @@ def train(
     if select not in SELECT_METRICS:
         raise ValueError(f"select {select!r}; allowed: {', '.join(SELECT_METRICS)}")
     device = resolve_device(config.device)
-    run = setup(config, device)
+    run = setup(config, device).with_warmup(data.train_y.numel())
     model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
-    state = TrainState(config, model, optimizer, scheduler, run.param_count)
+    state = TrainState(config, model, optimizer, scheduler, run.param_count, warmup=run.warmup)
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
+        if run.warmup is not None and resume.get("warmup") is not None:
+            run.warmup.load_state_dict(resume["warmup"])
         state.epoch = resume["epoch"]
         state.history = [EpochRecord(**r) for r in resume["history"]]
         state.best_val_acc = resume["best_val_acc"]
@@ -319,13 +330,18 @@ def _improves(record: EpochRecord, state: TrainState, select: str) -> bool:
     return record.val_acc > best.val_acc
 
 
+def epoch_images(n: int, batch_size: int) -> int:
+    """Images used per epoch: a final batch of one image is dropped (BatchNorm
+    cannot normalise it in training mode)."""
+    return n - 1 if n % batch_size == 1 and n > 1 else n
+
+
 def _train_epoch(model, optimizer, criterion, x, y, batch_size, augment, shuffle, aug_gen,
-                 memory_format, autocast) -> tuple[float, float]:
+                 memory_format, autocast, warmup=None) -> tuple[float, float]:
     model.train()
     n = x.shape[0]
     order = torch.randperm(n, generator=shuffle).to(x.device, non_blocking=True)
-    # Drop a final batch of one image: BatchNorm cannot normalise it in training mode.
-    stop = n - 1 if n % batch_size == 1 and n > 1 else n
+    stop = epoch_images(n, batch_size)
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     seen = 0
@@ -337,6 +353,8 @@ def _train_epoch(model, optimizer, criterion, x, y, batch_size, augment, shuffle
         for i in range(0, idx.numel(), batch_size):
             xb, yb = xc[i : i + batch_size], yc[i : i + batch_size]
             loss, out = train_step(model, optimizer, criterion, xb, yb, autocast)
+            if warmup is not None and warmup.last_epoch < warmup.total_iters:
+                warmup.step()
             loss_sum += loss.float() * yb.numel()
             correct += (out.argmax(1) == yb).sum()
             seen += yb.numel()

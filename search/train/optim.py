@@ -77,3 +77,16 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+def build_warmup(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """Linear warm-up over the first ``config.warmup_epochs`` epochs (Goyal et
+    al. 2017), stepped once per batch, or None when off: torch's ``LinearLR``
+    from lr/T to lr over T = warmup_epochs * steps_per_epoch steps. Built
+    after the epoch schedule, on the same optimizer: both of torch's
+    schedulers scale the current lr, so they compose (epoch milestones still
+    multiply by gamma)."""
+    total = config.warmup_epochs * steps_per_epoch
+    if total < 2:
+        return None
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / total, end_factor=1.0, total_iters=total)
