@@ -3,7 +3,12 @@ synthetic set that trains in seconds. Tests pass only what they change."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+from pathlib import Path
+
+import optuna
 
 
 def _value(v) -> str:
@@ -32,3 +37,28 @@ def study_toml(*, study: dict | None = None, train: dict | None = None, space: d
         lines.append(f"[{name}]")
         lines += [f"{k} = {_value(v)}" for k, v in table.items() if v is not None]
     return "\n".join(lines) + "\n"
+
+
+def study_trials(storage, name):
+    """The study's trials, or [] until the run has made its store and study.
+    A SQLite store is first looked at read-only: opening it through Optuna
+    makes the tables, which would race the run making them."""
+    if storage.startswith("sqlite:///"):
+        db = Path(storage.removeprefix("sqlite:///"))
+        if not db.exists():
+            return []
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+                if not c.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone():
+                    return []
+        except sqlite3.OperationalError:  # no tables yet
+            return []
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials()
+    except KeyError:  # the study is not made yet
+        return []
+    except Exception as e:  # a server store whose tables the run is still making
+        if storage.startswith("sqlite:///"):
+            raise
+        print(f"store not ready yet: {type(e).__name__}")
+        return []

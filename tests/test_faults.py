@@ -15,7 +15,7 @@ import optuna
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from studyfiles import study_toml
+from studyfiles import study_toml, study_trials
 
 from hpsearch.data.testing import write_kaggle_file
 
@@ -61,11 +61,7 @@ def stop_after_first_epoch(cwd, spec, name, *args, **extra_env):
     end = time.time() + 300
     while time.time() < end:
         assert proc.poll() is None, proc.communicate()[0]
-        try:
-            running = [t for t in optuna.load_study(study_name=name, storage=storage).get_trials()
-                       if t.state.name == "RUNNING"]
-        except KeyError:
-            running = []
+        running = [t for t in study_trials(storage, name) if t.state.name == "RUNNING"]
         if running and running[0].intermediate_values:
             break
         time.sleep(0.2)

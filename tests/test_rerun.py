@@ -11,7 +11,7 @@ import time
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-from studyfiles import study_toml
+from studyfiles import study_toml, study_trials
 
 from hpsearch.data.testing import write_cifar_batches
 
@@ -38,11 +38,8 @@ def wait_for_epoch(storage, name, proc, n=1, deadline=300):
     end = time.time() + deadline
     while time.time() < end:
         assert proc.poll() is None, proc.communicate()[0]
-        try:
-            running = [t for t in optuna.load_study(study_name=name, storage=storage).get_trials()
-                       if t.state.name == "RUNNING" and len(t.intermediate_values) >= n]
-        except KeyError:
-            running = []
+        running = [t for t in study_trials(storage, name)
+                   if t.state.name == "RUNNING" and len(t.intermediate_values) >= n]
         if running:
             return running[0]
         time.sleep(0.2)

@@ -194,13 +194,16 @@ class Objective:
             trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, resume["epoch"])
             self._backfill(run_id, resume)
             self._say(trial, f"resuming from epoch {resume['epoch']} checkpoint")
-        elif refused is not None:
-            trial.set_user_attr(TrialAttr.RESUME_REFUSED, refused)
-            self._say(trial, f"not resuming: {refused}; training from epoch 0")
+        else:
+            if refused is not None:
+                trial.set_user_attr(TrialAttr.RESUME_REFUSED, refused)
+                self._say(trial, f"not resuming: {refused}; training from epoch 0")
             if resumed and self.opened.tracker.client.get_metric_history(run_id, "val_acc"):
-                # MLflow cannot delete a run's metrics: the restart gets a run of
-                # its own, so every epoch is logged once in the run the trial names.
-                run_id = self._restart_run(trial, run_id, config, nominal, params, refused)
+                # Epochs in MLflow but none to resume from (refused, or deleted):
+                # MLflow cannot delete a run's metrics, so the restart gets a run
+                # of its own and every run holds each epoch once.
+                run_id = self._restart_run(trial, run_id, config, nominal, params,
+                                           refused or f"no epoch checkpoint at {last}")
         epoch_checkpoint = sw.wrap(EpochCheckpoint(last, expected,
                                                    then=EpochLogger(o.tracker, run_id).on_epoch_end),
                                    "epoch_checkpoint")
