@@ -26,7 +26,7 @@ from hpsearch.search.study import timing
 from hpsearch.search.study.manifest import trial_seed
 from hpsearch.search.study.spec import suggest
 from hpsearch.search.study.stores import OpenStudy
-from hpsearch.search.study.tracking import EpochLogger, log_config, log_outputs
+from hpsearch.search.study.tracking import EpochLogger, log_config, log_outputs, trial_run_name
 from hpsearch.search.train.checkpoint import atomic_save
 from hpsearch.search.train.config import ConfigError, TrainConfig
 from hpsearch.search.train.loop import StopTraining, TrainState, train
@@ -169,15 +169,13 @@ class Objective:
             tracker.reopen(run_id)
         else:
             run_id = tracker.create_run(
-                o.experiment_id, f"trial-{trial.number:04d}",
+                o.experiment_id, trial_run_name(trial.number, params),
                 {Tag.STUDY: o.name, Tag.TRIAL_NUMBER: trial.number, Tag.ROLE: "trial"},
                 parent_id=o.parent_run_id,
             )
             trial.set_user_attr(TrialAttr.MLFLOW_RUN_ID, run_id)
-            log_config(tracker, run_id, config, {
-                **{f"{k}_nominal": v for k, v in nominal.items()},
-                **{f"optuna.{k}": v for k, v in params.items()},
-            })
+            # Searched values are config fields, logged once under their own names.
+            log_config(tracker, run_id, config, {f"{k}_nominal": v for k, v in nominal.items()})
         tracker.set_tags(run_id, {Tag.TRIAL_NUMBER: trial.number, Tag.ORIGIN_TRIAL: origin})
 
         if not fits_budget(count, spec.budget):
