@@ -69,3 +69,8 @@ class Tag:
     LINEAGE_DATASET = "hpsearch.dataset"
     LINEAGE_TRACKING_URI = "hpsearch.tracking_uri"
     REGISTERED_MODEL = "hpsearch.registered_model"
+    OUTCOME = "hpsearch.outcome"  # a trial's fate in words: "complete", "pruned at epoch 2", ...
+    # tags MLflow's own UI reads (checked in MLflow 3.17's server/js bundle)
+    DESCRIPTION = "mlflow.note.content"  # a run's (or experiment's) description, markdown
+    EXPERIMENT_KIND = "mlflow.experimentKind"  # "custom_model_development": a training experiment
+    SHARED_VIEW = "mlflow.sharedViewState."  # + key: a runs-table view that `?viewStateShareKey=key` opens

@@ -88,7 +88,7 @@ def test_plots_writes_every_figure_with_data_sharing_one_plotly_js(cli, stores):
     out = stores / "figs"
     result = cli("plots", "--study", "review", "--out", out)
     assert not [line for line in result.output.splitlines() if line.startswith("skipped ")]
-    files = {p.stem for p in out.glob("*.html")} - {"index"}
+    files = {p.stem for p in out.glob("*.html")} - {"index", "study"}
     # Contours are named by their pair, most important parameter first.
     contour = {"contour_lr_weight_decay", "contour_weight_decay_lr"} & files
     expected = {"optimization_history", "param_importances", "parallel_coordinate", "slice",
@@ -113,9 +113,18 @@ def test_plots_writes_every_figure_with_data_sharing_one_plotly_js(cli, stores):
     assert len(thick) == 1 and thick[0]["name"].startswith(f"trial {best.number} ")
     assert thick[0]["y"] == [best.intermediate_values[e] for e in sorted(best.intermediate_values)]
 
+    # Every trace carries markers: a trial with a single epoch is still drawn.
+    assert all("markers" in t["mode"] for t in curves)
+
+    # One self-contained page holds every figure; it alone goes to MLflow,
+    # whose artifact viewer cannot load a script beside it.
+    page = (out / "study.html").read_text()
+    assert page.count("plotly.js v") == 1 and not re.search(r"<script[^>]*\bsrc=", page)
+    assert len(plotly_data(page)) == len(expected)
     parent = study(stores, "review").user_attrs["hpsearch.mlflow_parent_run_id"]
     logged = {Path(a.path).name for a in client(stores).list_artifacts(parent, "plots")}
-    assert {f"{n}.html" for n in expected} | {"index.html", "plotly.min.js"} <= logged
+    assert logged == {"study.html"}
+    assert 'href="study.html"' in index
 
 
 def test_plots_on_pruned_and_failed_trials_says_what_it_skipped(cli, stores):
@@ -171,6 +180,16 @@ def test_figures_of_an_empty_and_a_mixed_study_skip_or_draw_without_failing():
         "timeline", "val_acc_curves", "accuracy_vs_params"}
     styles = {t.name: t.line.dash for t in drawn["val_acc_curves"].fig.data}
     assert styles == {"trial 0 (complete)": "solid", "trial 1 (complete) best": "solid", "trial 2 (pruned)": "dash"}
+    # The trial pruned after one epoch is one point: drawn as a marker.
+    (pruned,) = [t for t in drawn["val_acc_curves"].fig.data if t.name == "trial 2 (pruned)"]
+    assert list(pruned.x) == [1] and "markers" in pruned.mode
+    # Whole-number axes where the quantity is whole: epochs, trial numbers.
+    for key in ("val_acc_curves", "intermediate_values", "optimization_history"):
+        axis = drawn[key].fig.layout.xaxis
+        assert (axis.tickmode, axis.dtick, axis.tickformat) == ("linear", 1, "d"), key
+    # One parameter count for every trial: one tick, written in full.
+    axis = drawn["accuracy_vs_params"].fig.layout.xaxis
+    assert list(axis.tickvals) == [1000] and list(axis.ticktext) == ["1,000"]
 
 
 # -- promote and predict --------------------------------------------------------------
@@ -216,6 +235,13 @@ def test_promote_registers_the_best_trial_with_lineage_and_writes_the_submission
     assert float(tags["hpsearch.test_acc"]) == pytest.approx(run.data.metrics["test_acc"], abs=1e-6)
     assert run.info.status == "FINISHED"
     assert "submission" in {a.path for a in c.list_artifacts(run_id)}
+    # The logged model sits in the study's experiment, beside its run, in the study's artifact store.
+    experiment = c.get_experiment_by_name("review")
+    (model,) = [m for m in c.search_logged_models(experiment_ids=[experiment.experiment_id])
+                if version.source == f"models:/{m.model_id}"]
+    assert model.source_run_id == run_id and model.experiment_id == experiment.experiment_id
+    assert model.artifact_location.startswith(experiment.artifact_location)
+    assert not c.search_logged_models(experiment_ids=["0"])
     assert study(stores, "review").user_attrs["hpsearch.promoted"][str(best.number)][0]["version"] == "1"
     # Side by side: parameters, count, val and test accuracy.
     assert f"{best.user_attrs['param_count']:,}" in promoted and f"{best.value:.4f}" in promoted
@@ -336,3 +362,104 @@ def test_bad_input_is_one_line_and_exit_2(cli, stores, kaggle_file, tmp_path, mo
     line = one_line_error(cli("predict", "--model", "models:/no-such-model@champion", "--kaggle-test",
                               kaggle_file, "--out", tmp_path / "y.csv", ok=False))
     assert "no-such-model" in line
+
+
+# -- what the MLflow UI shows --------------------------------------------------------------
+def test_runs_are_named_by_their_values_with_their_outcome_and_log_each_value_once(stores):
+    c = client(stores)
+    for name in ("review", "rough"):
+        experiment = c.get_experiment_by_name(name)
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+        for t in study(stores, name).get_trials():
+            run = c.get_run(t.user_attrs["mlflow_run_id"])
+            words = run.info.run_name.split(" · ")[0].split()
+            assert words[0] == f"t{t.number}" and len(run.info.run_name) <= 60, run.info.run_name
+            short = {"weight_decay": "wd"}
+            assert [w.split("=")[0] for w in words[1:]] == [short.get(k, k) for k in t.params]
+            params = run.data.params
+            assert "None" not in params.values(), params
+            assert not [k for k in params if k.startswith("optuna.") or k in ("architecture", "param_count")]
+            assert "milestones" not in params and "gamma" not in params  # the skeleton's scheduler is "none"
+            assert run.data.metrics["param_count"] == t.user_attrs["param_count"]
+            for k, v in t.params.items():
+                assert params[k] == str(v)
+            outcome, description = run.data.tags["hpsearch.outcome"], run.data.tags["mlflow.note.content"]
+            assert f"Trial {t.number} of study **{name}**" in description
+            if t.state.name == "COMPLETE":
+                assert outcome == "complete" and " · " not in run.info.run_name and run.info.status == "FINISHED"
+                assert "Completed" in description
+                arts = {a.path for a in c.list_artifacts(run.info.run_id, "plots")}
+                assert arts == {"plots/learning_curves.png"}
+                png = c.download_artifacts(run.info.run_id, "plots/learning_curves.png", str(stores / "dl"))
+                assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Path(png).stat().st_size > 10_000
+            elif t.state.name == "PRUNED":  # over the budget: pruned before training
+                assert run.info.run_name.endswith(" · over budget") and run.info.status == "KILLED"
+                assert outcome.startswith("pruned: over budget") and "Pruned before training" in description
+            else:
+                assert run.info.run_name.endswith(" · failed") and run.info.status == "FAILED"
+                assert outcome.startswith("failed: ") and "**Failed**" in description
+
+
+def test_a_trial_pruned_at_an_epoch_says_so_in_its_name_column_and_description(tmp_path):
+    from hpsearch.search.study.tracking import Tracker, trial_run_name
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = tracker.experiment_id("pruning")
+    name = trial_run_name(3, {"lr": 0.2, "batch_size": 128})
+    assert name == "t3 lr=0.2 bs=128"
+    run_id = tracker.create_run(experiment, name, {"optuna.study": "pruning", "optuna.trial_number": 3})
+    tracker.finish(run_id, "PRUNED", "pruned at epoch 1 (val_acc 0.1000)", **{"hpsearch.pruned_epoch": 1})
+    run = tracker.client.get_run(run_id)
+    assert run.info.run_name == "t3 lr=0.2 bs=128 · pruned@1" and run.info.status == "KILLED"
+    assert run.data.tags["hpsearch.outcome"] == "pruned at epoch 1"
+    assert run.data.tags["mlflow.note.content"].startswith(
+        "Trial 3 of study **pruning**. **Pruned at epoch 1** by the study's pruner (val_acc 0.1000)")
+    tracker.reopen(run_id)  # a resumed trial that then completes loses the old outcome
+    tracker.finish(run_id, "COMPLETE")
+    assert tracker.client.get_run(run_id).info.run_name == "t3 lr=0.2 bs=128"
+    long = trial_run_name(12, {f"parameter_{i}": 0.123456 for i in range(8)})
+    assert len(long) == 60 and long.endswith("…")
+
+
+def test_parent_run_summary_experiment_view_and_metric_name(cli, stores):
+    c = client(stores)
+    s = study(stores, "review")
+    assert s.metric_names == ["val_acc"]  # optuna-dashboard and Optuna's plots say val_acc, not "Objective 0"
+    experiment = c.get_experiment_by_name("review")
+    view = json.loads(experiment.tags["mlflow.sharedViewState.hpsearch"])
+    assert view["orderByKey"] == "metrics.`best_val_acc`" and view["orderByAsc"] is False
+    assert {"metrics.`best_val_acc`", "metrics.`val_acc`", "params.`lr`", "params.`weight_decay`",
+            "tags.`hpsearch.outcome`"} <= set(view["selectedColumns"])
+    parent = c.get_run(s.user_attrs["hpsearch.mlflow_parent_run_id"])
+    m = parent.data.metrics
+    assert m["best_val_acc"] == pytest.approx(s.best_value) and m["best_trial"] == s.best_trial.number
+    assert (m["trials"], m["trials_complete"], m["trials_pruned"], m["trials_failed"]) == (3, 3, 0, 0)
+    assert m["compute_seconds"] == pytest.approx(sum(t.duration.total_seconds() for t in s.trials), abs=0.1)
+    best_run = s.best_trial.user_attrs["mlflow_run_id"]
+    description = parent.data.tags["mlflow.note.content"]
+    assert f"(#/experiments/{experiment.experiment_id}/runs/{best_run})" in description
+    assert "3 trials (3 complete)" in description
+    rough = c.get_run(study(stores, "rough").user_attrs["hpsearch.mlflow_parent_run_id"]).data.metrics
+    assert (rough["trials_complete"], rough["trials_pruned"], rough["trials_failed"]) == (1, 2, 1)
+
+
+def test_run_ids_are_links_where_the_mlflow_ui_is_known(cli, stores, monkeypatch):
+    monkeypatch.chdir(stores)
+    monkeypatch.delenv("HPSEARCH_MLFLOW_URL", raising=False)
+    s = study(stores, "review")
+    experiment, best_run = s.user_attrs["hpsearch.mlflow_experiment_id"], s.best_trial.user_attrs["mlflow_run_id"]
+    href = f'href="http://127.0.0.1:5000/#/experiments/{experiment}/runs/{best_run}?workflowType=machine_learning"'
+    cli("report", "--study", "review", "--out", "linked.html", "--mlflow-url", "http://127.0.0.1:5000/")
+    assert href in (stores / "linked.html").read_text()
+    cli("plots", "--study", "review", "--out", "linked-figs", "--mlflow-url", "http://127.0.0.1:5000")
+    assert href in (stores / "linked-figs" / "index.html").read_text()
+    cli("plots", "--study", "review", "--out", "plain-figs")  # a local store: the address is not known
+    index = (stores / "plain-figs" / "index.html").read_text()
+    assert f"<td>{best_run}</td>" in index and "href=\"http" not in index
+
+
+def test_predict_help_describes_the_kaggle_pickle(cli):
+    text = " ".join(cli("predict", "--help").output.split())
+    for words in ("b'data'", "uint8", "(N, 3072) CHW-flat", "(N, 3, 32, 32)", "(N, 32, 32, 3)", "b'ids'",
+                  "list of N integers"):
+        assert words in text, words

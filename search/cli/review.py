@@ -15,6 +15,13 @@ from hpsearch.search.cli.options import (
 )
 
 
+def mlflow_url_option(f):
+    return click.option(
+        "--mlflow-url", envvar="HPSEARCH_MLFLOW_URL", metavar="URL",
+        help="Address of the MLflow UI (e.g. http://127.0.0.1:5000 from `hpsearch ui`): run ids become "
+             "links to their runs [default: the tracking URI when it is a server; else plain text].")(f)
+
+
 def _quiet_downloads() -> None:
     # MLflow draws a progress bar for every artifact it downloads (checkpoint, manifest).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -26,13 +33,16 @@ def _quiet_downloads() -> None:
               help="Directory for the HTML files [default: mlruns/plots/STUDY/].")
 @storage_option
 @tracking_option(recorded=True)
-def plots_cmd(study_name, out_dir, storage, tracking_uri):
-    """Write the study's figures as HTML (Optuna's and ours) with an index; log them to the parent run."""
-    from hpsearch.search.review.plots import write_plots
+@mlflow_url_option
+def plots_cmd(study_name, out_dir, storage, tracking_uri, mlflow_url):
+    """Write the study's figures as HTML (Optuna's and ours) with an index and one page of them all
+    (study.html, logged to the parent run)."""
+    from hpsearch.search.review.plots import STUDY_PAGE, write_plots
 
-    result = write_plots(study_name, out_dir, storage, tracking_uri, say=click.echo)
-    n = sum(1 for p in result["written"] if p.suffix == ".html" and p.name != "index.html")
-    logged = f"; logged to MLflow run {result['parent_run_id']} under plots/" if result["parent_run_id"] else ""
+    result = write_plots(study_name, out_dir, storage, tracking_uri, say=click.echo, mlflow_url=mlflow_url)
+    n = sum(1 for p in result["written"] if p.suffix == ".html" and p.name not in ("index.html", STUDY_PAGE))
+    logged = (f"; {STUDY_PAGE} logged to MLflow run {result['parent_run_id']} under plots/"
+              if result["parent_run_id"] else "")
     click.echo(f"{study_name}: {n} figure(s), {len(result['skipped'])} skipped, in {result['dir']}/ "
                f"(open {result['dir'] / 'index.html'}){logged}")
 
@@ -42,11 +52,12 @@ def plots_cmd(study_name, out_dir, storage, tracking_uri):
 @click.option("--out", type=click.Path(dir_okay=False), help="The HTML file [default: mlruns/reports/STUDY.html].")
 @storage_option
 @tracking_option(recorded=True)
-def report_cmd(study_name, out, storage, tracking_uri):
+@mlflow_url_option
+def report_cmd(study_name, out, storage, tracking_uri, mlflow_url):
     """Write one self-contained HTML page: summary, best configuration, curves, accuracies, top 10, figures."""
     from hpsearch.search.review.report import write_report
 
-    path = write_report(study_name, out, storage, tracking_uri, say=click.echo)
+    path = write_report(study_name, out, storage, tracking_uri, say=click.echo, mlflow_url=mlflow_url)
     size = path.stat().st_size / 2**20
     click.echo(f"{study_name}: report written to {path} ({size:.1f} MiB, opens offline)")
 
@@ -55,7 +66,8 @@ def report_cmd(study_name, out, storage, tracking_uri):
 @study_name_option
 @click.option("--trial", "trial_number", type=int, help="Promote this trial [default: the best completed one].")
 @click.option("--model-name", help="Registered model name [default: hpsearch-STUDY].")
-@click.option("--kaggle-test", type=click.Path(dir_okay=False), help="Kaggle test pickle to predict.")
+@click.option("--kaggle-test", type=click.Path(dir_okay=False),
+              help="Kaggle test pickle to predict (dict with b'data' and b'ids'; see `hpsearch predict --help`).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Submission CSV [default: submission.csv].")
 @click.option("--tta", is_flag=True, help="Average predictions with the mirrored image.")
 @click.option("--select-on-test", is_flag=True,
@@ -83,12 +95,24 @@ def promote_cmd(study_name, trial_number, model_name, kaggle_test, out, tta, sel
 
 @click.command("predict")
 @click.option("--model", "model_uri", required=True, help="Model URI, e.g. models:/hpsearch-STUDY@champion.")
-@click.option("--kaggle-test", required=True, type=click.Path(dir_okay=False), help="Kaggle test pickle.")
+@click.option("--kaggle-test", required=True, type=click.Path(dir_okay=False),
+              help="Kaggle test pickle: dict with b'data' (uint8 images, (N, 3072), (N, 3, 32, 32) or "
+                   "(N, 32, 32, 3)) and b'ids' (N integers).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Submission CSV to write.")
 @click.option("--tta", is_flag=True, help="Average predictions with the mirrored image.")
 @tracking_option(recorded=True)
 def predict_cmd(model_uri, kaggle_test, out, tta, tracking_uri):
-    """Predict a Kaggle test file with a registered model (no study needed)."""
+    """Predict a Kaggle test file with a registered model (no study needed).
+
+    \b
+    The test file is a pickle of a dict:
+      b'data'  numpy uint8 array of N images, in one of three layouts:
+               (N, 3072)        CHW-flat, as in the CIFAR-10 batches
+               (N, 3, 32, 32)   channels first
+               (N, 32, 32, 3)   channels last
+      b'ids'   list of N integers, one per image (the CSV's ID column)
+    The output is a CSV with the header ID,Labels and one row per id, in file order.
+    """
     from hpsearch.search.review.promote import predict_from_registry
 
     _quiet_downloads()

@@ -3,11 +3,16 @@
 Optuna draws its own (history, importances, parallel coordinate, slice,
 contours of the most important pairs, intermediate values, timeline); we add
 the validation-accuracy curves of every trial overlaid and accuracy against
-parameter count with its Pareto front. The files share one `plotly.min.js`
-beside them (plotly's `include_plotlyjs="directory"`) instead of carrying
-4.8 MB each. A figure that cannot be drawn from what the study holds is
-skipped with its reason, never drawn empty. Everything written is logged to
-the study's parent MLflow run under `plots/`.
+parameter count with its Pareto front. On disk the figure pages share one
+`plotly.min.js` beside them (plotly's `include_plotlyjs="directory"`) instead
+of carrying 4.8 MB each, and `study.html` holds every figure on one page with
+plotly.js inlined once. A figure that cannot be drawn from what the study
+holds is skipped with its reason, never drawn empty.
+
+Only `study.html` is logged to the study's parent MLflow run (`plots/`):
+MLflow's artifact viewer shows an HTML artifact in a sandboxed frame made
+from that one file, where a script beside it (`plotly.min.js`) cannot be
+loaded, so a page that leans on one draws nothing there.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from hpsearch.search.keys import TrialAttr
+from hpsearch.search.keys import StudyAttr, TrialAttr
+from hpsearch.search.review.figures import integer_axis
 from hpsearch.search.review.model import Review, load_review
 
 DEFAULT_PLOTS_DIR = Path("mlruns/plots")
 PLOTLY_JS = "plotly.min.js"
+STUDY_PAGE = "study.html"  # every figure on one self-contained page: the one logged to MLflow
 CONTOUR_PARAMS = 3  # contours of every pair among the three most important parameters
 
 
@@ -122,7 +129,8 @@ def study_figures(review: Review) -> list[Drawn]:
 
     one = None if n_done else "needs a completed trial (none yet)"
     draw("optimization_history", "Optimization history", one,
-         lambda: vis.plot_optimization_history(study, target_name=metric))
+         lambda: integer_axis(vis.plot_optimization_history(study, target_name=metric),
+                              [t.number for t in review.trials]))
 
     importances: dict[str, float] = {}
     need = ("needs two completed trials" if n_done < 2 else
@@ -151,7 +159,8 @@ def study_figures(review: Review) -> list[Drawn]:
     any_curve = any(t.intermediate_values for t in review.trials)
     draw("intermediate_values", "Intermediate values (learning curve of every trial)",
          None if any_curve else "needs a trial that reported an epoch",
-         lambda: vis.plot_intermediate_values(study))
+         lambda: integer_axis(vis.plot_intermediate_values(study),
+                              [s for t in review.trials for s in t.intermediate_values], title_text="epoch"))
     draw("timeline", "Timeline", None if review.trials else "needs a trial",
          lambda: vis.plot_timeline(study))
 
@@ -180,7 +189,31 @@ def top_rows(review: Review, n: int = 10) -> list[dict]:
     return rows
 
 
-def top_table_html(review: Review, n: int = 10) -> str:
+def mlflow_ui_url(review: Review, given: str | None = None) -> str | None:
+    """The MLflow UI's address, where it is known: given (`--mlflow-url`, or
+    $HPSEARCH_MLFLOW_URL), or the tracking URI when that is a server."""
+    import os
+
+    url = given or os.environ.get("HPSEARCH_MLFLOW_URL")
+    if not url and review.tracker is not None and review.tracker.uri.startswith(("http://", "https://")):
+        url = review.tracker.uri
+    return url.rstrip("/") if url else None
+
+
+def run_link(review: Review, run_id: str | None, ui_url: str | None) -> str:
+    """A run id, as a link to its page in the MLflow UI when the UI's address is known."""
+    from hpsearch.search.study.stores import run_url
+
+    if not run_id:
+        return "-"
+    experiment = review.study.user_attrs.get(StudyAttr.EXPERIMENT)
+    if not ui_url or not experiment:
+        return html.escape(run_id)
+    href = html.escape(run_url(ui_url, experiment, run_id), quote=True)
+    return f'<a href="{href}" target="_blank" rel="noopener">{html.escape(run_id)}</a>'
+
+
+def top_table_html(review: Review, n: int = 10, ui_url: str | None = None) -> str:
     def cell(v, spec=""):
         return "-" if v is None else html.escape(format(v, spec))
 
@@ -190,7 +223,7 @@ def top_table_html(review: Review, n: int = 10) -> str:
         "<tr>" + "".join(f"<td>{c}</td>" for c in (
             r["rank"], r["trial"], cell(r["value"], ".4f"), cell(r["param_count"], ","),
             html.escape(", ".join(f"{k}={v}" for k, v in r["params"].items())), cell(r["epochs"]),
-            cell(r["best_epoch"]), cell(r["seconds"], ".1f"), cell(r["run_id"]))) + "</tr>"
+            cell(r["best_epoch"]), cell(r["seconds"], ".1f"), run_link(review, r["run_id"], ui_url))) + "</tr>"
         for r in top_rows(review, n)
     )
     if not body:
@@ -208,35 +241,77 @@ th { background: #f3f3f3; }
 """
 
 
-def _index_html(review: Review, drawn: list[Drawn]) -> str:
-    links = "".join(f'<li><a href="{d.key}.html">{html.escape(d.title)}</a></li>' for d in drawn if d.fig)
-    skipped = "".join(f'<li class="skipped">{html.escape(d.title)}: {html.escape(d.skipped)}</li>'
-                      for d in drawn if d.skipped)
+def _summary_line(review: Review) -> str:
     counts: dict[str, int] = {}
     for t in review.trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     summary = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) or "no trials"
+    return (f"{len(review.trials)} trials: {html.escape(summary)}; sampler "
+            f"{html.escape(str(review.spec.get('sampler')))}, pruner {html.escape(str(review.spec.get('pruner')))}, "
+            f"{html.escape(review.study.direction.name.lower())} {html.escape(review.metric)}.")
+
+
+def _skipped_html(drawn: list[Drawn]) -> str:
+    skipped = "".join(f'<li class="skipped">{html.escape(d.title)}: {html.escape(d.skipped)}</li>'
+                      for d in drawn if d.skipped)
+    return f"<h2>Skipped</h2><ul>{skipped}</ul>" if skipped else ""
+
+
+def _index_html(review: Review, drawn: list[Drawn], ui_url: str | None) -> str:
+    links = "".join(f'<li><a href="{d.key}.html">{html.escape(d.title)}</a></li>' for d in drawn if d.fig)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>hpsearch plots: {html.escape(review.name)}</title>
 <style>{TABLE_CSS}</style></head><body>
 <h1>Study {html.escape(review.name)}</h1>
-<p>{len(review.trials)} trials: {html.escape(summary)}; sampler {html.escape(str(review.spec.get('sampler')))},
-pruner {html.escape(str(review.spec.get('pruner')))}, {html.escape(review.study.direction.name.lower())}
-{html.escape(review.metric)}.</p>
+<p>{_summary_line(review)}</p>
+<p>Every figure on one page: <a href="{STUDY_PAGE}">{STUDY_PAGE}</a> (self-contained; also in the study's
+MLflow run under <code>plots/</code>).</p>
 <h2>Figures</h2><ul>{links}</ul>
-{f'<h2>Skipped</h2><ul>{skipped}</ul>' if skipped else ''}
-<h2>Top trials</h2>{top_table_html(review)}
+{_skipped_html(drawn)}
+<h2>Top trials</h2>{top_table_html(review, ui_url=ui_url)}
+</body></html>
+"""
+
+
+def figures_html(figures: list[tuple[str, Any]]) -> str:
+    """Plotly divs with their headings, for a page that loads plotly.js once."""
+    # A fixed default height: "100%" of a page that flows has no height to take.
+    return "".join(
+        f"<h3>{html.escape(title)}</h3>"
+        + fig.to_html(full_html=False, include_plotlyjs=False, default_height="520px")
+        for title, fig in figures
+    )
+
+
+def study_page_html(review: Review, drawn: list[Drawn], ui_url: str | None) -> str:
+    """Every figure on one page with plotly.js inlined once: it opens offline
+    from anywhere, MLflow's artifact viewer included."""
+    from plotly.offline import get_plotlyjs
+
+    figures = figures_html([(d.title, d.fig) for d in drawn if d.fig is not None])
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>hpsearch plots: {html.escape(review.name)}</title>
+<style>{TABLE_CSS}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body>
+<h1>Study {html.escape(review.name)}</h1>
+<p>{_summary_line(review)}</p>
+<h2>Top trials</h2>{top_table_html(review, ui_url=ui_url)}
+<h2>Figures</h2>{figures}
+{_skipped_html(drawn)}
 </body></html>
 """
 
 
 def write_plots(study_name: str, out_dir: str | Path | None, storage: str | None,
-                tracking_uri: str | None, say: Callable[[str], None] = print) -> dict:
-    """Write every figure that can be drawn and the index; log them to the
-    parent run. Returns {"dir", "written": [paths], "skipped": {key: reason}}."""
+                tracking_uri: str | None, say: Callable[[str], None] = print, mlflow_url: str | None = None) -> dict:
+    """Write every figure that can be drawn, the index and the one-page
+    `study.html`; log `study.html` to the parent run and refresh the parent
+    run's summary. Returns {"dir", "written": [paths], "skipped": {key: reason}}."""
     from plotly.offline import get_plotlyjs
 
     review = load_review(study_name, storage, tracking_uri)
+    ui_url = mlflow_ui_url(review, mlflow_url)
     out = Path(out_dir) if out_dir else DEFAULT_PLOTS_DIR / study_name
     drawn = study_figures(review)
     out.mkdir(parents=True, exist_ok=True)
@@ -251,12 +326,25 @@ def write_plots(study_name: str, out_dir: str | Path | None, storage: str | None
         path = out / f"{d.key}.html"
         d.fig.write_html(path, include_plotlyjs="directory", full_html=True, auto_open=False)
         written.append(path)
-    (out / "index.html").write_text(_index_html(review, drawn), encoding="utf-8")
+    (out / "index.html").write_text(_index_html(review, drawn, ui_url), encoding="utf-8")
     written.append(out / "index.html")
+    page = out / STUDY_PAGE
+    page.write_text(study_page_html(review, drawn, ui_url), encoding="utf-8")
+    written.append(page)
     if review.parent_run_id:
-        for path in written:
-            review.tracker.log_file(review.parent_run_id, path, "plots")
+        review.tracker.log_file(review.parent_run_id, page, "plots")
+        summarize_review(review)
     else:
         say(f"study {study_name} has no MLflow parent run recorded; figures not logged")
     return {"dir": out, "written": written, "skipped": {d.key: d.skipped for d in drawn if d.skipped},
             "parent_run_id": review.parent_run_id}
+
+
+def summarize_review(review: Review) -> None:
+    """The parent run's summary (metrics, description), brought up to date."""
+    from hpsearch.search.study.stores import record_study_summary
+
+    experiment = review.study.user_attrs.get(StudyAttr.EXPERIMENT)
+    if review.parent_run_id and experiment:
+        record_study_summary(review.study, review.tracker, review.parent_run_id, experiment, review.metric,
+                             review.study.direction.name.lower())

@@ -156,12 +156,17 @@ def _rebuild_data(config, data_dir, recorded_digest: str | None, trial: int, loa
     return data
 
 
-def _log_model(model, run_id: str, example):
+def _log_model(model, run_id: str, example, client):
     """Log in the trial's own run: the pickle format, because the default
     `pt2` (torch.export) loads back as a GraphModule whose `.eval()` raises
     (checked with MLflow 3.17). The `hpsearch.models` package travels with it as code
     (as `code/hpsearch/models/`, which MLflow puts on the path when loading),
-    so the registered model loads wherever torch and mlflow do."""
+    so the registered model loads wherever torch and mlflow do.
+
+    The LoggedModel is created first, in the run's own experiment: given
+    only `run_id`, MLflow 3.17's `log_model` files it under the active
+    experiment (Default, id 0, artifacts outside the study's store) rather
+    than the run's, and the study's Models tab stays empty."""
     import shutil
     import tempfile
 
@@ -185,12 +190,17 @@ def _log_model(model, run_id: str, example):
     log.setLevel(logging.ERROR)
     code = Path(tempfile.mkdtemp(prefix="hpsearch-code-")) / "hpsearch"
     shutil.copytree(Path(models.__file__).parent, code / "models", ignore=shutil.ignore_patterns("__pycache__"))
+    run = client.get_run(run_id)
     try:
+        logged = mlflow.initialize_logged_model(
+            name="model", source_run_id=run_id, experiment_id=run.info.experiment_id,
+            params=dict(run.data.params),  # as log_model copies them when it creates the model itself
+        )
         return mlflow.pytorch.log_model(
             model, name="model", serialization_format="pickle", signature=signature, input_example=example_np,
             code_paths=[str(code)],
             # Explicit requirements: inferring them loads the model in a subprocess (slow, and noisy).
-            pip_requirements=requirements, run_id=run_id,
+            pip_requirements=requirements, run_id=run_id, model_id=logged.model_id,
         )
     finally:
         log.setLevel(level)
@@ -316,7 +326,7 @@ def promote(study_name: str, *, trial_number: int | None = None, model_name: str
     with sigterm_as_interrupt():
         try:
             model = model.cpu().eval()
-            info = _log_model(model, run_id, prepare_batch(test_x[:2], None, None))
+            info = _log_model(model, run_id, prepare_batch(test_x[:2], None, None), tracker.client)
             val_acc = float(trial.user_attrs.get(TrialAttr.BEST_VAL_ACC, trial.value))
             param_count = int(trial.user_attrs.get(TrialAttr.PARAM_COUNT, ckpt["metrics"].get("param_count", 0)))
             lineage = {Tag.LINEAGE_STUDY: study_name, Tag.LINEAGE_TRIAL: trial.number, Tag.LINEAGE_RUN_ID: run_id,

@@ -17,7 +17,15 @@ from pathlib import Path
 from hpsearch.search.errors import UserError
 from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
 from hpsearch.search.review.model import Review, load_review
-from hpsearch.search.review.plots import TABLE_CSS, study_figures, top_table_html
+from hpsearch.search.review.plots import (
+    TABLE_CSS,
+    figures_html,
+    mlflow_ui_url,
+    run_link,
+    study_figures,
+    summarize_review,
+    top_table_html,
+)
 
 DEFAULT_REPORTS_DIR = Path("mlruns/reports")
 CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -74,7 +82,7 @@ def summary_rows(review: Review) -> list[tuple[str, str]]:
     return rows
 
 
-def best_section(review: Review) -> tuple[str, list]:
+def best_section(review: Review, ui_url: str | None = None) -> tuple[str, list]:
     """The best trial's numbers and its learning-curve figure (or none)."""
     from hpsearch.search.review.figures import learning_curves
 
@@ -101,7 +109,7 @@ def best_section(review: Review) -> tuple[str, list]:
     config_rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in config.items())
     count = best.user_attrs.get(TrialAttr.PARAM_COUNT)
     rows = [
-        ("trial", _esc(f"{best.number} (MLflow run {run_id})")),
+        ("trial", f"{best.number} (MLflow run {run_link(review, run_id, ui_url)})"),
         ("searched values", f"<ul>{params}</ul>" if params else "(none)"),
         ("parameter count", _esc(f"{count:,}" if count is not None else "-")),
         ("validation accuracy", _esc(f"{best.user_attrs.get('best_val_acc', best.value):.4f} at epoch "
@@ -130,23 +138,20 @@ def _check_out(path: Path) -> None:
 
 
 def write_report(study_name: str, out: str | Path | None, storage: str | None, tracking_uri: str | None,
-                 say: Callable[[str], None] = print) -> Path:
+                 say: Callable[[str], None] = print, mlflow_url: str | None = None) -> Path:
     from plotly.offline import get_plotlyjs
 
     path = Path(out) if out else DEFAULT_REPORTS_DIR / f"{study_name}.html"
     _check_out(path)  # bad input: one line before any work
     review = load_review(study_name, storage, tracking_uri)
-    best_html, best_figs = best_section(review)
+    ui_url = mlflow_ui_url(review, mlflow_url)
+    best_html, best_figs = best_section(review, ui_url)
     drawn = study_figures(review)
     figures = best_figs + [(d.title, d.fig) for d in drawn if d.fig is not None]
     for d in drawn:
         if d.skipped:
             say(f"skipped {d.key}: {d.skipped}")
-    divs = "".join(
-        # A fixed default height: "100%" of a page that flows has no height to take.
-        f"<h3>{_esc(title)}</h3>" + fig.to_html(full_html=False, include_plotlyjs=False, default_height="520px")
-        for title, fig in figures
-    )
+    divs = figures_html(figures)
     skipped = "".join(f"<li class='skipped'>{_esc(d.title)}: {_esc(d.skipped)}</li>" for d in drawn if d.skipped)
     now = dt.datetime.now().astimezone()
     page = f"""<!DOCTYPE html>
@@ -160,7 +165,7 @@ details {{ margin: 0.5em 0 1em; }}
 <p>Report written {now:%Y-%m-%d %H:%M %Z} by hpsearch from the Optuna study and its MLflow runs.</p>
 <h2>Summary</h2>{_kv_table(summary_rows(review))}
 <h2>Best configuration</h2>{best_html}
-<h2>Top trials</h2>{top_table_html(review, 10)}
+<h2>Top trials</h2>{top_table_html(review, 10, ui_url)}
 <h2>Figures</h2>{divs}
 {f'<p>Not drawn:</p><ul>{skipped}</ul>' if skipped else ''}
 </body></html>
@@ -173,4 +178,5 @@ details {{ margin: 0.5em 0 1em; }}
                         f"give a file path in a writable folder") from None
     if review.parent_run_id:
         review.tracker.log_file(review.parent_run_id, path, "report")
+        summarize_review(review)
     return path

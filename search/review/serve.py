@@ -238,6 +238,8 @@ def serve_mlflow(host: str, port: int, tracking_uri: str | None, workers: int = 
             say(f"MLflow UI on {uri}: starting at {url} (Ctrl-C stops it)")
             _wait_until_up(f"{url}/health", proc, START_TIMEOUT, "mlflow server")
             say(f"MLflow UI ready: {url}")
+            for line in study_links(uri, url):
+                say(line)
             while proc.poll() is None:
                 time.sleep(0.5)
             raise ServerExited(f"mlflow server exited with code {proc.returncode}")
@@ -249,6 +251,23 @@ def serve_mlflow(host: str, port: int, tracking_uri: str | None, workers: int = 
             if forced:
                 say(f"{forced} MLflow process(es) ignored SIGTERM and were killed")
     say("MLflow UI stopped")
+
+
+def study_links(uri: str, url: str) -> list[str]:
+    """One line per study in the store: the link that opens its runs table as
+    "Model training" with the study's view (see `stores.runs_url`); MLflow
+    3.17 opens a bare experiment link in the GenAI view."""
+    from mlflow.tracking import MlflowClient
+
+    from hpsearch.search.keys import Tag
+    from hpsearch.search.study.stores import VIEW_KEY, runs_url
+
+    try:
+        experiments = MlflowClient(uri).search_experiments(
+            filter_string=f"tags.`{Tag.SHARED_VIEW}{VIEW_KEY}` != ''")
+    except Exception:  # links are a convenience: the UI is up either way
+        return []
+    return [f"  study {e.name}: {runs_url(url, e.experiment_id)}" for e in experiments]
 
 
 # -- hpsearch dashboard ----------------------------------------------------------

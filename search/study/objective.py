@@ -28,7 +28,7 @@ from hpsearch.search.study.manifest import trial_seed
 from hpsearch.search.study.owners import this_process
 from hpsearch.search.study.spec import suggest
 from hpsearch.search.study.stores import OpenStudy
-from hpsearch.search.study.tracking import EpochLogger, log_config, log_outputs
+from hpsearch.search.study.tracking import EpochLogger, log_config, log_outputs, trial_run_name
 from hpsearch.search.train.checkpoint import atomic_save
 from hpsearch.search.train.config import ConfigError, TrainConfig
 from hpsearch.search.train.loop import StopTraining, TrainState, train
@@ -269,15 +269,13 @@ class Objective:
     def _new_run(self, trial, config, nominal, params) -> str:
         o = self.opened
         run_id = o.tracker.create_run(
-            o.experiment_id, f"trial-{trial.number:04d}",
+            o.experiment_id, trial_run_name(trial.number, params),
             {Tag.STUDY: o.name, Tag.TRIAL_NUMBER: trial.number, Tag.ROLE: "trial"},
             parent_id=o.parent_run_id,
         )
         trial.set_user_attr(TrialAttr.MLFLOW_RUN_ID, run_id)
-        log_config(o.tracker, run_id, config, {
-            **{f"{k}_nominal": v for k, v in nominal.items()},
-            **{f"optuna.{k}": v for k, v in params.items()},
-        })
+        # Searched values are config fields, logged once under their own names.
+        log_config(o.tracker, run_id, config, {f"{k}_nominal": v for k, v in nominal.items()})
         return run_id
 
     def _restart_run(self, trial, old_run_id: str, config, nominal, params, why: str) -> str:

@@ -27,7 +27,7 @@ from hpsearch.search.study.objective import Objective
 from hpsearch.search.study.owners import describe_running, retry_dead_local_trials
 from hpsearch.search.study.spec import StudySpec, find_study_file, load_spec
 from hpsearch.search.study.storage import resolve_storage_url
-from hpsearch.search.study.stores import OpenStudy, open_study
+from hpsearch.search.study.stores import OpenStudy, open_study, summarize
 from hpsearch.search.study.tracking import Tracker
 from hpsearch.search.train.config import TrainConfig, parse_assignments
 from hpsearch.search.train.loop import resolve_device
@@ -263,6 +263,7 @@ def _report_trial(progress: StudyProgress, t) -> None:
 
 
 def _close_parent(opened: OpenStudy) -> None:
+    summarize(opened)  # the parent run's metrics and description (stores.record_study_summary)
     if opened.tracker.run_status(opened.parent_run_id) == "RUNNING":
         opened.tracker.client.set_terminated(opened.parent_run_id, "FINISHED")
 
