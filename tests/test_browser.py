@@ -221,7 +221,12 @@ def test_parent_figures_page_renders_in_the_artifact_viewer(ui, browser):
     open_page(browser, f"{base}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}"
                 f"/artifacts/plots/study.html?workflowType=machine_learning")
 
+    expected = (root / "mlruns" / "plots" / "seen" / "study.html").read_text().count("Plotly.newPlot(")
+    assert expected >= 4
+
     def figures(d):
+        """Every figure of the page once it has all been parsed (4.7 MB: the
+        figures appear one by one) and plotted; None until then."""
         d.switch_to.default_content()
         frames = d.find_elements("css selector", "iframe")
         if not frames:
@@ -229,14 +234,13 @@ def test_parent_figures_page_renders_in_the_artifact_viewer(ui, browser):
         d.switch_to.frame(frames[0])
         try:
             found = d.execute_script(FIGURES_DRAWN)
-            return found if found and all(f["plotted"] for f in found) else None
+            return found if found and len(found) == expected and all(f["plotted"] for f in found) else None
         finally:
             d.switch_to.default_content()
 
-    found = wait_until(browser, figures, "the figures of plots/study.html in the viewer's frame")
-    page = root / "mlruns" / "plots" / "seen" / "study.html"
+    found = wait_until(browser, figures, f"the {expected} figures of plots/study.html in the viewer's frame")
     blank = [f["id"] for f in found if not f["marks"]]
-    assert len(found) == page.read_text().count("Plotly.newPlot(") >= 4 and not blank, found
+    assert not blank, found
 
 
 def test_promoted_model_is_in_the_study_experiment_models_tab(ui, browser):

@@ -236,9 +236,10 @@ def serve_mlflow(host: str, port: int, tracking_uri: str | None, workers: int = 
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
         try:
             say(f"MLflow UI on {uri}: starting at {url} (Ctrl-C stops it)")
+            links = study_links(uri, url)  # read while the server starts: nothing slow after "ready"
             _wait_until_up(f"{url}/health", proc, START_TIMEOUT, "mlflow server")
             say(f"MLflow UI ready: {url}")
-            for line in study_links(uri, url):
+            for line in links:
                 say(line)
             while proc.poll() is None:
                 time.sleep(0.5)
