@@ -71,9 +71,13 @@ def retry_dead_local_trials(study: optuna.Study) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_dead(t.user_attrs.get(TrialAttr.OWNER)):
             continue
+        # As optuna.storages.fail_stale_trials does it: through the storage.
+        # Study.tell would run the sampler's after_trial hook, and GridSampler's
+        # calls study.stop(), which raises outside optimize() once the grid is full.
         try:
-            study.tell(t.number, state=TrialState.FAIL)
-        except (RuntimeError, ValueError):
+            if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process on this host got there first
         frozen = study.get_trials(deepcopy=False)[t.number]
         RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(study, frozen)
