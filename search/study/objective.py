@@ -27,6 +27,7 @@ from hpsearch.search.study.checkpoints import read_resume, trial_checkpoint_dir
 from hpsearch.search.study.manifest import trial_seed
 from hpsearch.search.study.owners import this_process
 from hpsearch.search.study.spec import suggest
+from hpsearch.search.study.storage import retry_callback
 from hpsearch.search.study.stores import OpenStudy
 from hpsearch.search.study.tracking import EpochLogger, log_config, log_outputs, trial_run_name
 from hpsearch.search.train.checkpoint import atomic_save
@@ -193,6 +194,8 @@ class Objective:
         if resume is not None:
             trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, resume["epoch"])
             self._backfill(run_id, resume)
+            for r in resume["history"]:  # retries start without values: the pruner sees these again
+                trial.report(r[spec.metric], r["epoch"])
             self._say(trial, f"resuming from epoch {resume['epoch']} checkpoint")
         else:
             if refused is not None:
@@ -224,7 +227,7 @@ class Objective:
             # so the next `hpsearch run` resumes it from its epoch checkpoint.
             tracker.finish(run_id, "INTERRUPTED", "interrupted by signal")
             frozen = trial.study.get_trials(deepcopy=False)[trial.number]
-            RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(trial.study, frozen)
+            retry_callback()(trial.study, frozen)
             trial.set_user_attr(TrialAttr.FAIL_REASON, "interrupted")
             raise
         except Exception as e:

@@ -16,10 +16,10 @@ import socket
 from pathlib import Path
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpsearch.search.keys import TrialAttr
+from hpsearch.search.study.storage import retry_callback
 
 
 def _boot_id() -> str | None:
@@ -80,7 +80,7 @@ def retry_dead_local_trials(study: optuna.Study) -> list[int]:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process on this host got there first
         frozen = study.get_trials(deepcopy=False)[t.number]
-        RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(study, frozen)
+        retry_callback()(study, frozen)
         retried.append(t.number)
     return retried
 

@@ -26,7 +26,7 @@ from hpsearch.search.study.checkpoints import check_checkpoint_root, check_study
 from hpsearch.search.study.objective import Objective
 from hpsearch.search.study.owners import describe_running, retry_dead_local_trials
 from hpsearch.search.study.spec import StudySpec, find_study_file, load_spec
-from hpsearch.search.study.storage import resolve_storage_url
+from hpsearch.search.study.storage import resolve_storage_url, retry_callback
 from hpsearch.search.study.stores import OpenStudy, open_study, summarize
 from hpsearch.search.study.tracking import Tracker
 from hpsearch.search.train.config import TrainConfig, parse_assignments
@@ -103,7 +103,7 @@ def requeue_failed(study: optuna.Study) -> list[int]:
     for t in trials:
         if (t.state == TrialState.FAIL and t.user_attrs.get(TrialAttr.FAIL_KIND) == "error"
                 and not t.user_attrs.get(TrialAttr.DUPLICATE) and t.number not in retried):
-            RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(study, t)
+            retry_callback()(study, t)
             queued.append(t.number)
     return queued
 

@@ -36,9 +36,20 @@ def heartbeat_seconds() -> int:
     return max(1, int(os.environ.get("HPSEARCH_HEARTBEAT", "30")))
 
 
+def retry_callback(max_retry: int | None = None):
+    """Optuna's retry callback as every retry path uses it (a stale heartbeat,
+    a dead owner, an interrupt, an error): a WAITING copy of the trial with its
+    parameters and user attributes. Intermediate values are not copied: a
+    resumed trial reports the epochs of its checkpoint again, and one that
+    starts over must not keep the values of the attempt it replaces."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    return RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
+
+
 def open_storage(url: str | None, create: bool = True):
     """An RDBStorage with heartbeats and retry; a bad URL is one line."""
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RDBStorage
 
     url = resolve_storage_url(url)
     if url.startswith("sqlite:///"):
@@ -54,9 +65,7 @@ def open_storage(url: str | None, create: bool = True):
             engine_kwargs=engine_kwargs,
             heartbeat_interval=hb,
             grace_period=2 * hb,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                max_retry=MAX_RETRY, inherit_intermediate_values=True
-            ),
+            heartbeat_stale_trial_callback=retry_callback(MAX_RETRY),
         )
     except Exception as e:  # SQLAlchemy raises ArgumentError/OperationalError, drivers their own
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
