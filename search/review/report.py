@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hpsearch.search.errors import UserError
 from hpsearch.search.keys import StudyAttr, Tag, TrialAttr
+from hpsearch.search.paths import nearest_existing
 from hpsearch.search.review.model import Review, load_review
 from hpsearch.search.review.plots import (
     TABLE_CSS,
@@ -130,9 +131,7 @@ def _check_out(path: Path) -> None:
     """The report's folder, or the nearest existing folder above it, must be a folder."""
     if path.is_dir():
         raise UserError(f"--out {path}: is a folder; give a file path such as {path / 'report.html'}")
-    probe = path.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = nearest_existing(path.parent)
     if not probe.is_dir():
         raise UserError(f"--out {path}: cannot be written ({probe} is a file); give a file path in a writable folder")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.search.errors import UserError
+from hpsearch.search.paths import nearest_existing
 
 DEFAULT_CHECKPOINT_DIR = Path("mlruns/checkpoints")
 # A study name is one path segment: letters, digits, '.', '_' and '-', starting
@@ -51,9 +52,7 @@ def check_checkpoint_root() -> Path:
     """The checkpoint folder, or the nearest folder that would hold it, must be
     a writable directory; checked before any store is touched, without writing."""
     root = checkpoint_root()
-    probe = root
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = nearest_existing(root)
     where = "HPSEARCH_CHECKPOINT_DIR" if "HPSEARCH_CHECKPOINT_DIR" in os.environ else "the default"
     if probe.exists() and not probe.is_dir():
         raise UserError(f"checkpoint folder {root} ({where}) cannot be made: {probe} is a file; "

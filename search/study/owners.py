@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -101,19 +102,16 @@ def heartbeat_ages(study: optuna.Study) -> dict[int, float]:
     with engine.connect() as conn:
         rows = conn.execute(sqlalchemy.text("SELECT trial_id, heartbeat FROM trial_heartbeats")).fetchall()
         now = conn.execute(sqlalchemy.text("SELECT CURRENT_TIMESTAMP")).scalar()
-    if isinstance(now, str):  # SQLite answers with text
-        from datetime import datetime
+    now = _naive(now)
+    return {running[trial_id]: max(0.0, (now - _naive(beat)).total_seconds())
+            for trial_id, beat in rows if trial_id in running and beat is not None}
 
-        now = datetime.fromisoformat(now)
-    ages = {}
-    for trial_id, beat in rows:
-        if trial_id in running and beat is not None:
-            if isinstance(beat, str):
-                from datetime import datetime
 
-                beat = datetime.fromisoformat(beat)
-            ages[running[trial_id]] = max(0.0, (now.replace(tzinfo=None) - beat.replace(tzinfo=None)).total_seconds())
-    return ages
+def _naive(stamp: datetime | str) -> datetime:
+    """A database timestamp without its zone (SQLite answers with text)."""
+    if isinstance(stamp, str):
+        stamp = datetime.fromisoformat(stamp)
+    return stamp.replace(tzinfo=None)
 
 
 def describe_running(study: optuna.Study) -> list[str]:
