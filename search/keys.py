@@ -26,6 +26,11 @@ class TrialAttr:
     EPOCHS_RUN = "epochs_run"
     BEST_EPOCH = "best_epoch"
     BEST_VAL_ACC = "best_val_acc"
+    START_EPOCH = "start_epoch"  # the epoch this attempt resumed after (0: from scratch)
+    TRUNK = "trunk"  # shared prefixes: the key of the cell's trunk
+    FORK_EPOCH = "fork_epoch"  # shared prefixes: the epoch the cell leaves its trunk
+    PREFIX_EPOCHS = "prefix_epochs"  # shared prefixes: epochs taken from trunk snapshots, trained elsewhere
+    PREFIX_SEGMENTS = "prefix_segments"  # shared prefixes: [first, last, MLflow run, trial] of those epochs
 
 
 class StudyAttr:
@@ -38,6 +43,7 @@ class StudyAttr:
     EXPERIMENT = "hpsearch.mlflow_experiment_id"
     TRACKING_URI = "hpsearch.tracking_uri"
     DATA_DIR = "hpsearch.data_dir"  # where a cifar10 study's images were read from (absolute)
+    COMPUTE = "hpsearch.compute"  # grid studies: planned epochs, full / shared prefixes / halving
     PROMOTED = "hpsearch.promoted"  # {trial number: [promotions]}
 
 
@@ -69,6 +75,9 @@ class Tag:
     LINEAGE_DATASET = "hpsearch.dataset"
     LINEAGE_TRACKING_URI = "hpsearch.tracking_uri"
     REGISTERED_MODEL = "hpsearch.registered_model"
+    PREFIX_EPOCHS = "hpsearch.prefix_epochs"  # epochs logged here that were trained in other runs
+    PREFIX_TRAINED_IN = "hpsearch.prefix_trained_in"  # "1-50: run <id> (trial 3); ..."
+    TRUNK = "hpsearch.trunk"
     OUTCOME = "hpsearch.outcome"  # a trial's fate in words: "complete", "pruned at epoch 2", ...
     # tags MLflow's own UI reads (checked in MLflow 3.17's server/js bundle)
     DESCRIPTION = "mlflow.note.content"  # a run's (or experiment's) description, markdown

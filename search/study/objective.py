@@ -7,6 +7,7 @@ log each epoch to MLflow and write the epoch checkpoint a retry resumes from.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import traceback
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from hpsearch.search.study.checkpoints import owner as checkpoint_owner
 from hpsearch.search.study.checkpoints import read_resume, trial_checkpoint_dir
 from hpsearch.search.study.manifest import trial_seed
 from hpsearch.search.study.owners import this_process
+from hpsearch.search.study.prefix import SharedPrefixes, cell_resume, common_seed, describe_segments, trunk_of
 from hpsearch.search.study.spec import suggest
 from hpsearch.search.study.storage import retry_callback
 from hpsearch.search.study.stores import OpenStudy
@@ -103,8 +105,10 @@ class Objective:
     """Called by Optuna once per trial. `stopwatch` (see `timing`) times the
     work outside the epochs when `hpsearch bench` asks; by default it is off."""
 
-    def __init__(self, opened: OpenStudy, data: DataBundle, progress=None, cells: int | None = None, stopwatch=timing.OFF):
+    def __init__(self, opened: OpenStudy, data: DataBundle, progress=None, cells: int | None = None, stopwatch=timing.OFF,
+                 prefixes: SharedPrefixes | None = None):
         self.opened = opened
+        self.prefixes = prefixes
         self.data = data
         self.progress = progress
         self.cells = cells
@@ -120,6 +124,11 @@ class Objective:
             return
         frozen = trial.study.get_trials(deepcopy=False)[trial.number]
         retry = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen) is not None
+        if self.prefixes is not None and not retry and "fixed_params" not in frozen.system_attrs:
+            # Shared prefixes: cells are queued by the runner; a fresh trial made
+            # because another process took the queued one has no cell of its own.
+            trial.set_user_attr(TrialAttr.DUPLICATE, True)
+            raise GridDuplicate("no cell queued for this trial (another worker took it)")
         origin = trial.user_attrs.get(TrialAttr.ORIGIN)
         blocking = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         for t in trial.study.get_trials(deepcopy=False):
@@ -157,14 +166,21 @@ class Objective:
         origin = trial.user_attrs.get(TrialAttr.ORIGIN, trial.number)
         trial.set_user_attr(TrialAttr.ORIGIN, origin)
         values, nominal = o.resolved.config_values(params)
-        # A searched seed (seed variance as a grid axis) is honoured; otherwise
-        # each trial's seed derives from the study's ([study].seed or --seed).
-        seed = values["seed"] if "seed" in spec.space else trial_seed(spec.seed, origin)
-        values["seed"] = seed
         try:
             config = TrainConfig.from_dict(values)
         except ConfigError as e:
             self._fail_before_run(trial, f"invalid configuration: {e}")
+        trunk = trunk_of(config)
+        # A searched seed (seed variance as a grid axis) is honoured; with common
+        # seeds the cells of a trunk share one; otherwise each trial's seed
+        # derives from the study's ([study].seed or --seed) and its number.
+        if "seed" in spec.space:
+            seed = values["seed"]
+        elif spec.common_seeds:
+            seed = common_seed(spec.seed, trunk)
+        else:
+            seed = trial_seed(spec.seed, origin)
+        config = dataclasses.replace(config, seed=seed)
         count = config.param_count()
         trial.set_user_attr(TrialAttr.PARAM_COUNT, count)
         trial.set_user_attr(TrialAttr.SEED, seed)
@@ -191,26 +207,53 @@ class Objective:
         last = ckpt_dir / "last.pt"
         expected = checkpoint_owner(o.uid, origin, config.to_dict())
         resume, refused = read_resume(last, expected)
+        shared = self.prefixes is not None and trunk.shares
+        snapshot = None
+        if shared:
+            trial.set_user_attr(TrialAttr.TRUNK, trunk.key)
+            trial.set_user_attr(TrialAttr.FORK_EPOCH, trunk.fork)
+            snapshot, unusable = self.prefixes.latest(trunk, up_to=trunk.fork)
+            for why in unusable:
+                self._say(trial, f"trunk snapshot not used: {why}")
+            if snapshot is not None and (resume is None or snapshot["epoch"] > resume["epoch"]):
+                resume, refused = cell_resume(snapshot, config), None
+            else:
+                snapshot = None
+        if refused is not None:
+            trial.set_user_attr(TrialAttr.RESUME_REFUSED, refused)
+            self._say(trial, f"not resuming: {refused}; training from epoch {resume['epoch'] if resume else 0}")
+        logged = [m.step for m in o.tracker.client.get_metric_history(run_id, "val_acc")] if resumed else []
+        start = resume["epoch"] if resume is not None else 0
+        if max(logged, default=0) > start:
+            # Epochs in MLflow past the point training goes on from (a refused or
+            # deleted checkpoint): MLflow cannot delete a run's metrics, so the
+            # restart gets a run of its own and every run holds each epoch once.
+            run_id = self._restart_run(trial, run_id, config, nominal, params,
+                                       refused or f"no epoch checkpoint past epoch {start} at {last}")
+        trial.set_user_attr(TrialAttr.START_EPOCH, start)
+        if snapshot is not None:
+            trial.set_user_attr(TrialAttr.PREFIX_EPOCHS, snapshot["epoch"])
+            trial.set_user_attr(TrialAttr.PREFIX_SEGMENTS, snapshot["segments"])
+            tracker.set_tags(run_id, {Tag.TRUNK: trunk.key, Tag.PREFIX_EPOCHS: snapshot["epoch"],
+                                      Tag.PREFIX_TRAINED_IN: describe_segments(snapshot["segments"])})
+            self._say(trial, f"continuing from trunk {trunk.key} at epoch {snapshot['epoch']} "
+                             f"(trained in {describe_segments(snapshot['segments'])})")
+        elif resume is not None:
+            trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, start)
+            self._say(trial, f"resuming from epoch {start} checkpoint")
         if resume is not None:
-            trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, resume["epoch"])
             self._backfill(run_id, resume)
             for r in resume["history"]:  # retries start without values: the pruner sees these again
                 trial.report(r[spec.metric], r["epoch"])
-            self._say(trial, f"resuming from epoch {resume['epoch']} checkpoint")
-        else:
-            if refused is not None:
-                trial.set_user_attr(TrialAttr.RESUME_REFUSED, refused)
-                self._say(trial, f"not resuming: {refused}; training from epoch 0")
-            if resumed and self.opened.tracker.client.get_metric_history(run_id, "val_acc"):
-                # Epochs in MLflow but none to resume from (refused, or deleted):
-                # MLflow cannot delete a run's metrics, so the restart gets a run
-                # of its own and every run holds each epoch once.
-                run_id = self._restart_run(trial, run_id, config, nominal, params,
-                                           refused or f"no epoch checkpoint at {last}")
         epoch_checkpoint = sw.wrap(EpochCheckpoint(last, expected,
                                                    then=EpochLogger(o.tracker, run_id).on_epoch_end),
                                    "epoch_checkpoint")
         callbacks = [epoch_checkpoint, sw.wrap(reporter, "optuna_report_prune")]
+        if shared:  # first: a trunk snapshot is on disk before its epoch is reported
+            callbacks.insert(0, self.prefixes.writer(
+                trunk, after=start,
+                prefix=trial.user_attrs.get(TrialAttr.PREFIX_EPOCHS, 0),
+                segments=trial.user_attrs.get(TrialAttr.PREFIX_SEGMENTS, []), run_id=run_id, origin=origin))
         if self.progress is not None:
             callbacks.append(self.progress.epoch_callback(trial.number, config.epochs))
         try:

@@ -8,6 +8,7 @@ storage are probed, and only then is anything created in either.
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from hpsearch.search.study import timing
 from hpsearch.search.study.checkpoints import check_checkpoint_root, check_study_name
 from hpsearch.search.study.objective import Objective
 from hpsearch.search.study.owners import describe_running, retry_dead_local_trials
+from hpsearch.search.study.prefix import SharedPrefixes
 from hpsearch.search.study.spec import StudySpec, find_study_file, load_spec
 from hpsearch.search.study.storage import resolve_storage_url, retry_callback
 from hpsearch.search.study.stores import OpenStudy, open_study, summarize
@@ -170,19 +172,26 @@ def run_study(opts: RunOptions) -> OpenStudy:
         progress.set_best(*_best(study))
     except ValueError:
         pass  # no completed trial yet: nothing to show as best
+    prefixes = SharedPrefixes(opened) if spec.share_prefix else None
     objective = Objective(opened, data, progress=progress, cells=spec.grid_size(),
-                          stopwatch=opts.stopwatch)
+                          stopwatch=opts.stopwatch, prefixes=prefixes)
+    rng = random.Random()  # which ready cell this process takes: workers spread over the cells
     ran, last_wait = 0, None
     with sigterm_as_interrupt():
         try:
             while opts.n_trials is None or ran < opts.n_trials:
                 left, running = work_left(study, spec)
-                if left == 0:
+                blocked = None
+                if left and prefixes is not None:
+                    blocked = _enqueue_next_cell(study, prefixes, rng)
+                if left == 0 or blocked:
                     if running == 0 or opts.no_wait:
                         break
                     # Nothing to start, but trials still run elsewhere (another host,
                     # a live process): wait until they finish or go stale and are retried.
                     line = f"{name}: waiting for " + "; ".join(describe_running(study))
+                    if blocked:
+                        line += f" ({blocked})"
                     if line != last_wait:
                         progress.note(line + " (--no-wait exits instead)")
                         last_wait = line
@@ -229,6 +238,19 @@ def _say_nothing_to_start(opened: OpenStudy, spec: StudySpec, reporter: Reporter
     else:
         reporter.always(f"{name}: {what}: {spec.size_text()} done ({detail}); nothing left")
         _close_parent(opened)
+
+
+def _enqueue_next_cell(study: optuna.Study, prefixes: SharedPrefixes, rng: random.Random) -> str | None:
+    """With shared prefixes this process picks the next cell itself and
+    queues it (a queued retry goes first); returns why none can start, or None."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return None
+    params, why = prefixes.next_cell(trials, rng)
+    if params is None:
+        return why
+    study.enqueue_trial(params)
+    return None
 
 
 class _Collect:

@@ -33,11 +33,12 @@ from hpsearch.search.train.config import (
 )
 
 SAMPLERS = ("grid", "tpe", "random")
-PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
+PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "schedule_halving")
 METRICS = {"val_acc": "maximize", "val_loss": "minimize"}
 STUDY_KEYS = {
     "name": str, "description": str, "direction": str, "metric": str, "sampler": str,
     "pruner": str, "pruner_options": dict, "n_trials": int, "budget": int, "seed": int,
+    "share_prefix": bool, "common_seeds": bool,
 }
 # Where a trial runs, not what it computes: may differ between workers and resumes.
 RUN_ONLY_KEYS = ("device",)
@@ -117,6 +118,8 @@ class StudySpec:
     metric: str = "val_acc"
     pruner_options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    share_prefix: bool = False  # grid cells that differ only from their first milestone train one trunk
+    common_seeds: bool = False  # the cells of one trunk share a seed (implied by share_prefix)
 
     @property
     def nominal_epochs(self) -> int:
@@ -322,8 +325,9 @@ def load_spec(path: Path) -> StudySpec:
         if key not in STUDY_KEYS:
             raise SpecError(f"{where}: unknown key [study].{key}; allowed: {', '.join(STUDY_KEYS)}")
         want = STUDY_KEYS[key]
-        if not isinstance(value, want) or isinstance(value, bool):
-            raise SpecError(f"{where}: [study].{key} = {value!r} must be {want.__name__}")
+        if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
+            raise SpecError(f"{where}: [study].{key} = {value!r} must be "
+                            + ("true or false" if want is bool else want.__name__))
 
     def choice(key, allowed, default):
         v = study.get(key, default)
@@ -382,12 +386,33 @@ def load_spec(path: Path) -> StudySpec:
         direction=direction,
         metric=metric,
         description=study.get("description", ""),
+        share_prefix=study.get("share_prefix", False),
+        common_seeds=study.get("common_seeds", study.get("share_prefix", False)),
     )
+    _check_schedule_options(where, spec)
     try:
         make_pruner(spec)
     except (TypeError, ValueError) as e:
         raise SpecError(f"{where}: [study].pruner_options: {e}") from None
     return spec
+
+
+def _check_schedule_options(where: str, spec: StudySpec) -> None:
+    """Shared prefixes need a grid with common seeds; schedule-aware halving
+    needs a multistep schedule in every cell (its rungs follow the milestones)."""
+    if spec.share_prefix and spec.sampler != "grid":
+        raise SpecError(f"{where}: [study].share_prefix needs sampler = \"grid\" (its cells form the trunks)")
+    if spec.share_prefix and not spec.common_seeds:
+        raise SpecError(f"{where}: [study].share_prefix needs common_seeds: the cells of a trunk train it "
+                        f"once, so they share its seed")
+    if spec.common_seeds and spec.sampler != "grid":
+        raise SpecError(f"{where}: [study].common_seeds needs sampler = \"grid\"")
+    if spec.pruner == "schedule_halving":
+        scheduler = spec.train.get("scheduler", TrainConfig().scheduler)
+        if scheduler != "multistep" or spec._searches("scheduler"):
+            raise SpecError(f"{where}: [study].pruner = \"schedule_halving\" places its rungs after each "
+                            f"cell's LR milestones; it needs [train].scheduler = \"multistep\" "
+                            f"(found {scheduler!r}{', searched' if spec._searches('scheduler') else ''})")
 
 
 def _param(where: str, name: str, value, sampler: str) -> Param:
@@ -469,6 +494,11 @@ def make_sampler(spec: StudySpec, seed: int | None = None):
     import optuna
 
     seed = spec.seed if seed is None else seed
+    if spec.share_prefix:
+        # Cells are chosen by `prefix.SharedPrefixes.next_cell` and enqueued with
+        # their values, so no sampler picks them; GridSampler's after_trial
+        # expects grid ids of its own on every trial, which enqueued ones lack.
+        return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "grid":
         return optuna.samplers.GridSampler(spec.search_space(), seed=seed)
     if spec.sampler == "random":
@@ -491,4 +521,8 @@ def make_pruner(spec: StudySpec):
         return p.PercentilePruner(**{"percentile": 25.0, **o})
     if spec.pruner == "successive_halving":
         return p.SuccessiveHalvingPruner(**o)
+    if spec.pruner == "schedule_halving":
+        from hpsearch.search.study.halving import ScheduleHalvingPruner
+
+        return ScheduleHalvingPruner(**o)
     return p.HyperbandPruner(**{"min_resource": 1, "max_resource": "auto", **o})

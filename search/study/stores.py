@@ -68,8 +68,10 @@ def open_study(resolved: Resolved, study_name: str, storage_url: str | None, tra
     spec = resolved.spec
     url = resolve_storage_url(storage_url)
     storage = open_storage(url)
+    schedule = {"share_prefix": spec.share_prefix, "common_seeds": spec.common_seeds}
     identity = json.loads(json.dumps({**resolved.identity(), "seed": spec.seed, "sampler": spec.sampler,
-                                      "pruner": spec.pruner, "metric": spec.metric}))
+                                      "pruner": spec.pruner, "metric": spec.metric,
+                                      **(schedule if any(schedule.values()) else {})}))
     try:
         study = optuna.create_study(
             study_name=study_name,

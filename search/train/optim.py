@@ -8,6 +8,8 @@ alpha towards the fast ones and restarts the fast weights from there.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 from torch import nn
 
@@ -90,3 +92,42 @@ def build_warmup(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_pe
     if total < 2:
         return None
     return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / total, end_factor=1.0, total_iters=total)
+
+
+# Config keys whose values act only from the first LR milestone of a
+# multistep schedule: before it, every value of these trains identically.
+MULTISTEP_LATE_KEYS = ("gamma", "milestones")
+
+
+def schedule_fork(config: TrainConfig) -> tuple[int, tuple[str, ...]]:
+    """(F, keys): the first F epochs of `config` are the same for every value
+    of `keys`, given the same seed. For a multistep schedule F is the first
+    milestone and the keys are gamma and the milestones (the LR is `lr` until
+    the step after epoch F). A warm-up that lasts into epoch F is left out of
+    sharing (F = 0), so that the LR after epoch F depends on nothing but the
+    epoch schedule; other schedules depend on all their values from epoch 1."""
+    if config.scheduler != "multistep" or not config.milestones:
+        return 0, ()
+    first = min(min(config.milestones), config.epochs)
+    if config.warmup_epochs >= first:
+        return 0, ()
+    return first, MULTISTEP_LATE_KEYS
+
+
+def continue_schedule(config: TrainConfig, optimizer_state: dict, scheduler_state: dict, epoch: int,
+                      epoch_lr: float) -> tuple[dict, dict]:
+    """The optimiser and scheduler states with which `config` goes on after
+    `epoch` (<= its `schedule_fork`), from states saved by a run that differs
+    only in `schedule_fork`'s keys. That run's step after `epoch` may already
+    have applied its own milestone; the step is redone here with this
+    config's milestones and gamma, with MultiStepLR's own arithmetic on the
+    LR used during `epoch` (`epoch_lr`), so the result is bit for bit what
+    this config's own run holds."""
+    scheduler = dict(scheduler_state)
+    scheduler["milestones"] = Counter(config.milestones)
+    scheduler["gamma"] = config.gamma
+    lr = epoch_lr if epoch not in scheduler["milestones"] else epoch_lr * config.gamma ** scheduler["milestones"][epoch]
+    optimizer = dict(optimizer_state)
+    optimizer["param_groups"] = [{**g, "lr": lr} for g in optimizer_state["param_groups"]]
+    scheduler["_last_lr"] = [lr for _ in optimizer["param_groups"]]
+    return optimizer, scheduler
