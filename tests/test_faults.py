@@ -5,8 +5,6 @@ submission files. Each through the CLI, with real stores and files."""
 import os
 import pickle
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,28 +13,10 @@ import optuna
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from processes import finish, hpsearch
 from studyfiles import study_toml, study_trials
 
 from hpsearch.data.testing import write_kaggle_file
-
-
-def env(**extra):
-    e = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1")
-    for k in ("MLFLOW_TRACKING_URI", "HPSEARCH_STORAGE", "HPSEARCH_CHECKPOINT_DIR"):
-        e.pop(k, None)
-    e.update(extra)
-    return e
-
-
-def hpsearch(cwd, *args, **extra_env):
-    return subprocess.Popen([sys.executable, "-m", "hpsearch.search.cli", *map(str, args)], cwd=cwd,
-                            env=env(**extra_env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
-def finish(proc, timeout=900):
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
 
 
 def stores(cwd):

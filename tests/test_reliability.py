@@ -7,8 +7,10 @@ import sys
 import time
 
 import optuna
+import processes
 import pytest
 from mlflow.tracking import MlflowClient
+from processes import env, finish, wait_for_epoch
 from studyfiles import study_toml
 
 
@@ -19,23 +21,8 @@ def write_grid(workdir, name, lrs, epochs=1, size=300):
     return path
 
 
-def env(**extra):
-    e = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", HPSEARCH_HEARTBEAT="1", PYTHONUNBUFFERED="1")
-    e.pop("MLFLOW_TRACKING_URI", None)
-    e.pop("HPSEARCH_STORAGE", None)
-    e.update(extra)
-    return e
-
-
-def hpsearch(workdir, *args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "hpsearch.search.cli", *map(str, args)], cwd=workdir, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, **popen)
-
-
-def finish(proc, timeout=900):
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
+def hpsearch(workdir, *args):
+    return processes.hpsearch(workdir, *args, HPSEARCH_HEARTBEAT=1)  # a 1 s heartbeat: stale trials in seconds
 
 
 def local_stores(workdir):
@@ -58,26 +45,11 @@ def assert_each_cell_once(study, client, cells):
     assert {r.info.run_id for r in children} == {t.user_attrs["mlflow_run_id"] for t in complete}
 
 
-def wait_for_epochs(storage, name, n, proc, deadline=300):
-    end = time.time() + deadline
-    while time.time() < end:
-        assert proc.poll() is None, proc.communicate()[0]
-        try:
-            trials = optuna.load_study(study_name=name, storage=storage).get_trials()
-        except KeyError:
-            trials = []
-        running = [t for t in trials if t.state.name == "RUNNING"]
-        if running and len(running[0].intermediate_values) >= n:
-            return running[0]
-        time.sleep(0.3)
-    raise AssertionError(f"no trial reached {n} epochs in {deadline}s")
-
-
 def test_sigkill_mid_trial_resumes_from_the_last_epoch(workdir):
     spec = write_grid(workdir, "crash", [0.1], epochs=6, size=600)
     storage, client = local_stores(workdir)
     proc = hpsearch(workdir, "run", "--study", spec, "--quiet")
-    victim = wait_for_epochs(storage, "crash", 2, proc)
+    victim = wait_for_epoch(storage, "crash", proc, n=2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(3)  # past the heartbeat grace period (2 x 1 s)
@@ -102,7 +74,7 @@ def test_sigterm_records_the_trial_as_interrupted_and_a_rerun_continues(workdir)
     spec = write_grid(workdir, "stop", [0.1], epochs=5, size=600)
     storage, client = local_stores(workdir)
     proc = hpsearch(workdir, "run", "--study", spec, "--quiet")
-    victim = wait_for_epochs(storage, "stop", 1, proc)
+    victim = wait_for_epoch(storage, "stop", proc, n=1)
     os.killpg(proc.pid, signal.SIGTERM)
     code, out = finish(proc, timeout=120)
     assert code == 130, out

@@ -4,46 +4,15 @@ folder and reads its study file as users mean it."""
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-from studyfiles import study_toml, study_trials
+from processes import finish, hpsearch, wait_for_epoch
+from studyfiles import study_toml
 
 from hpsearch.data.testing import write_cifar_batches
-
-
-def env(**extra):
-    e = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1")
-    for k in ("MLFLOW_TRACKING_URI", "HPSEARCH_STORAGE", "HPSEARCH_CHECKPOINT_DIR", "HPSEARCH_HEARTBEAT"):
-        e.pop(k, None)  # the defaults users get
-    e.update(extra)
-    return e
-
-
-def hpsearch(cwd, *args):
-    return subprocess.Popen([sys.executable, "-m", "hpsearch.search.cli", *map(str, args)], cwd=cwd, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def finish(proc, timeout=900):
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
-
-
-def wait_for_epoch(storage, name, proc, n=1, deadline=300):
-    end = time.time() + deadline
-    while time.time() < end:
-        assert proc.poll() is None, proc.communicate()[0]
-        running = [t for t in study_trials(storage, name)
-                   if t.state.name == "RUNNING" and len(t.intermediate_values) >= n]
-        if running:
-            return running[0]
-        time.sleep(0.2)
-    raise AssertionError(f"no trial reached epoch {n} in {deadline}s")
 
 
 def grid(lrs, epochs=4, size=600):

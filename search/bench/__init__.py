@@ -94,6 +94,11 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         say(f"training step: {model}, batch {batch_size}, {sizes.rounds} round(s) of {sizes.step_steps} steps ...")
         result["train_step"] = _attempt(lambda: bench_step(model, device, batch_size, sizes, cores))
         save()
+        rate = result["train_step"].get("ours_with_augmentation_images_per_s")
+        if rate:  # `hpsearch studies` estimates a grid's time from it
+            from hpsearch.search.study.compute import record_speed
+
+            record_speed(f"{device.type}: {result['device_name']}", model, batch_size, rate)
     if "overhead" in opts.parts:
         say(f"search overhead: {sizes.describe_trial()} ...")
         result["search_overhead"] = _attempt(lambda: bench_overhead(device, sizes))

@@ -59,7 +59,9 @@ def run_cmd(study_ref, n_trials, epochs, storage, tracking_uri, data_dir, datase
 @click.command("studies")
 @click.option("--dir", "studies_dir", type=click.Path(file_okay=False), default="studies", show_default=True)
 def studies_cmd(studies_dir):
-    """List the study files: sampler, pruner, size of the space, budget, data set."""
+    """List the study files: sampler, pruner, size, budget, data set, and for
+    grids the compute in epochs (full, with shared prefixes, with halving) and,
+    once `hpsearch bench` has measured the model's speed, the time it takes."""
     from hpsearch.search.review.listing import print_table, study_rows
     from hpsearch.search.study.manifest import SHIPPED_STUDIES
 
@@ -68,7 +70,9 @@ def studies_cmd(studies_dir):
         folder = SHIPPED_STUDIES  # outside a checkout: the studies shipped with the package
     rows = study_rows(folder)
     print_table(f"Studies in {folder}/", ["study", "sampler", "pruner", "size", "budget", "dataset",
-                                               "model", "epochs", "description"], rows)
+                                               "model", "epochs", "grid epochs: full / shared prefixes / + halving "
+                                               "(* this study's)", "est. time (bench speed)",
+                                               "description"], rows)
 
 
 @click.command("status")

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from hpsearch.models import PRESETS, fits_budget, model_config, param_count
 from hpsearch.search.keys import TrialAttr
+from hpsearch.search.study.compute import describe, spent
 
 
 def model_rows() -> list[dict]:
@@ -44,13 +45,15 @@ def study_rows(studies_dir) -> list[list]:
     for path in sorted(studies_dir.glob("*.toml")):
         try:
             spec = load_spec(path)
+            epochs, time = describe(spec.resolve()) if spec.sampler == "grid" else ("-", "")
         except SpecError as e:  # one bad file is shown with its reason; the others are still listed
-            rows.append([path.stem, "-", "-", "-", "-", "-", "-", "-", f"INVALID: {e}"])
+            rows.append([path.stem, "-", "-", "-", "-", "-", "-", "-", "-", "-", f"INVALID: {e}"])
             continue
         t = spec.train
         model = t.get("model") or (spec.space["model"].describe() if "model" in spec.space else "resnet-seed")
         rows.append([spec.name, spec.sampler, spec.pruner, spec.size_text(), f"{spec.budget:,}",
-                     t.get("dataset", "synthetic"), model, spec.nominal_epochs, spec.description])
+                     t.get("dataset", "synthetic"), model, spec.nominal_epochs, epochs, time or "-",
+                     spec.description])
     return rows
 
 
@@ -85,8 +88,9 @@ def print_status(study_name: str, storage: str | None, as_json: bool = False) ->
     except ValueError:
         best = None
     if as_json:
-        print(json.dumps({"study": study_name, "trials": rows,
-                          "best": best.number if best else None}, indent=2, default=str))
+        represented, trained = spent(study.get_trials(deepcopy=False))
+        print(json.dumps({"study": study_name, "trials": rows, "best": best.number if best else None,
+                          "epochs_represented": represented, "epochs_trained": trained}, indent=2, default=str))
         return
 
     def fmt(v, spec):
@@ -99,6 +103,8 @@ def print_status(study_name: str, storage: str | None, as_json: bool = False) ->
           fmt(r["param_count"], ","), fmt(r["best_val_acc"], ".4f"), r["epochs"], fmt(r["seconds"], ".1f"),
           (r["reason"] or "")[:60]] for r in rows],
     )
+    represented, trained = spent(study.get_trials(deepcopy=False))
+    print(f"epochs: {trained:,} trained for {represented:,} represented in the trials' curves")
     if best is not None:
         print(f"best trial {best.number}: {study.directions[0].name.lower()} value {best.value:.4f}, "
               f"{best.user_attrs.get('param_count', 0):,} parameters, params {best.params}, "

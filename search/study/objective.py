@@ -186,6 +186,30 @@ class Objective:
         trial.set_user_attr(TrialAttr.SEED, seed)
         trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
 
+        ckpt_dir = trial_checkpoint_dir(o.name, o.uid, origin)
+        last = ckpt_dir / "last.pt"
+        expected = checkpoint_owner(o.uid, origin, config.to_dict())
+        resume, refused = read_resume(last, expected)
+        shared = self.prefixes is not None and trunk.shares
+        snapshot = None
+        if shared:
+            trial.set_user_attr(TrialAttr.TRUNK, trunk.key)
+            trial.set_user_attr(TrialAttr.FORK_EPOCH, trunk.fork)
+            snapshot, unusable = self.prefixes.latest(trunk, up_to=trunk.fork)
+            for why in unusable:
+                self._say(trial, f"trunk snapshot not used: {why}")
+            if (snapshot is None or snapshot["epoch"] < trunk.fork) and (resume is None or resume["epoch"] < trunk.fork):
+                rival = self.prefixes.rival(trial.study.get_trials(deepcopy=False), trunk, trial.number)
+                if rival is not None:  # never a trunk trained twice: the cell goes back to the grid
+                    reason = f"trunk {trunk.key} is being trained by trial {rival}: cell left for later"
+                    trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
+                    trial.set_user_attr(TrialAttr.DUPLICATE, True)
+                    raise GridDuplicate(reason)
+            if snapshot is not None and (resume is None or snapshot["epoch"] > resume["epoch"]):
+                resume, refused = cell_resume(snapshot, config), None
+            else:
+                snapshot = None
+
         tracker = sw.wrap(o.tracker, "mlflow_run_setup_and_end")
         run_id = trial.user_attrs.get(TrialAttr.MLFLOW_RUN_ID)
         resumed = run_id is not None
@@ -203,22 +227,6 @@ class Objective:
             self._say(trial, f"pruned before training: {reason}")
             raise optuna.TrialPruned(reason)
 
-        ckpt_dir = trial_checkpoint_dir(o.name, o.uid, origin)
-        last = ckpt_dir / "last.pt"
-        expected = checkpoint_owner(o.uid, origin, config.to_dict())
-        resume, refused = read_resume(last, expected)
-        shared = self.prefixes is not None and trunk.shares
-        snapshot = None
-        if shared:
-            trial.set_user_attr(TrialAttr.TRUNK, trunk.key)
-            trial.set_user_attr(TrialAttr.FORK_EPOCH, trunk.fork)
-            snapshot, unusable = self.prefixes.latest(trunk, up_to=trunk.fork)
-            for why in unusable:
-                self._say(trial, f"trunk snapshot not used: {why}")
-            if snapshot is not None and (resume is None or snapshot["epoch"] > resume["epoch"]):
-                resume, refused = cell_resume(snapshot, config), None
-            else:
-                snapshot = None
         if refused is not None:
             trial.set_user_attr(TrialAttr.RESUME_REFUSED, refused)
             self._say(trial, f"not resuming: {refused}; training from epoch {resume['epoch'] if resume else 0}")

@@ -129,23 +129,32 @@ class SharedPrefixes:
 
     # -- choosing the next cell ----------------------------------------------
     def busy_trunks(self, trials) -> dict[str, int]:
-        """Trunks being trained now: {trunk key: trial number}. A running (or
-        queued again) trial that has not reported its fork epoch yet."""
+        """Trunks being trained now: {trunk key: trial number}. A queued or
+        running trial that may train its trunk (`TRUNK` is set when such a
+        cell is queued, and by every cell as it starts) and has not reported
+        its fork epoch yet."""
         busy = {}
         for t in trials:
-            key, fork = t.user_attrs.get(TrialAttr.TRUNK), t.user_attrs.get(TrialAttr.FORK_EPOCH) or 0
-            if key is None or t.user_attrs.get(TrialAttr.DUPLICATE):
-                continue
-            if t.state == TrialState.WAITING or (
-                    t.state == TrialState.RUNNING and max(t.intermediate_values, default=0) < fork):
-                busy[key] = t.number
+            if _extends(t):
+                busy.setdefault(t.user_attrs[TrialAttr.TRUNK], t.number)
         return busy
 
-    def next_cell(self, trials, rng: random.Random) -> tuple[dict | None, str]:
-        """(params of the cell to start, "") or (None, why nothing can start).
-        First a cell whose trunk snapshot at its fork exists (or that shares
-        nothing), then one that extends a trunk nobody is training, the
-        shortest extension first."""
+    def rival(self, trials, trunk: Trunk, number: int) -> int | None:
+        """Another trial, started before trial `number`, that trains `trunk`
+        now. Two processes that queued cells of one trunk at the same moment
+        both see each other here (each has set its `TRUNK` first); the later
+        trial gives its cell back."""
+        for t in trials:
+            if t.number < number and t.user_attrs.get(TrialAttr.TRUNK) == trunk.key and _extends(t):
+                return t.number
+        return None
+
+    def next_cell(self, trials, rng: random.Random) -> tuple[dict | None, dict | str]:
+        """(params of the cell to start, the user attributes to queue it with),
+        or (None, why nothing can start). First a cell whose trunk snapshot at
+        its fork exists (or that shares nothing), then one that extends a
+        trunk nobody is training (queued with its trunk, which is busy from
+        then on), the shortest extension first."""
         touched = {_cell_key(t.params) for t in trials if t.params and not t.user_attrs.get(TrialAttr.DUPLICATE)}
         busy = self.busy_trunks(trials)
         ready, extend, blocked = [], [], {}
@@ -162,10 +171,12 @@ class SharedPrefixes:
             else:
                 extend.append((trunk.fork - max([e for e in have if e <= trunk.fork], default=0), params))
         if ready:
-            return rng.choice(ready), ""
+            return rng.choice(ready), {}
         if extend:
             shortest = min(n for n, _ in extend)
-            return rng.choice([p for n, p in extend if n == shortest]), ""
+            params = rng.choice([p for n, p in extend if n == shortest])
+            trunk = self.trunk_for(params)
+            return params, {TrialAttr.TRUNK: trunk.key, TrialAttr.FORK_EPOCH: trunk.fork}
         if blocked:
             return None, "the cells left wait for trunks being trained by trial(s) " + ", ".join(
                 str(n) for n in sorted(set(blocked.values())))
@@ -205,6 +216,15 @@ class TrunkSnapshots:
 def describe_segments(segments: list) -> str:
     """"1-50: run <id> (trial 3); 51-75: run <id> (trial 7)"."""
     return "; ".join(f"{a}-{b}: run {run} (trial {origin})" for a, b, run, origin in segments)
+
+
+def _extends(t) -> bool:
+    """Is this trial (queued or running) training its trunk?"""
+    key, fork = t.user_attrs.get(TrialAttr.TRUNK), t.user_attrs.get(TrialAttr.FORK_EPOCH) or 0
+    if key is None or t.user_attrs.get(TrialAttr.DUPLICATE):
+        return False
+    return t.state == TrialState.WAITING or (
+        t.state == TrialState.RUNNING and max(t.intermediate_values, default=0) < fork)
 
 
 def _cell_key(params: dict[str, Any]) -> str:

@@ -246,10 +246,10 @@ def _enqueue_next_cell(study: optuna.Study, prefixes: SharedPrefixes, rng: rando
     trials = study.get_trials(deepcopy=False)
     if any(t.state == TrialState.WAITING for t in trials):
         return None
-    params, why = prefixes.next_cell(trials, rng)
+    params, attrs = prefixes.next_cell(trials, rng)
     if params is None:
-        return why
-    study.enqueue_trial(params)
+        return attrs
+    study.enqueue_trial(params, user_attrs=attrs)
     return None
 
 
@@ -278,7 +278,8 @@ def _best_line(study) -> str:
 
 def _report_trial(progress: StudyProgress, t) -> None:
     if t.user_attrs.get(TrialAttr.DUPLICATE):
-        progress.note(f"trial {t.number}: grid cell already taken, skipped")
+        progress.note(f"trial {t.number}: {t.user_attrs.get(TrialAttr.FAIL_REASON) or 'grid cell already taken'}, "
+                      f"skipped")
         return
     detail = t.user_attrs.get(TrialAttr.PRUNE_REASON) or t.user_attrs.get(TrialAttr.FAIL_REASON) or ""
     progress.trial_finished(t.number, t.state.name.lower(), t.value, detail)

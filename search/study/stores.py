@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from hpsearch.search.errors import UserError
 from hpsearch.search.keys import StudyAttr, Tag
+from hpsearch.search.study.compute import spent
 from hpsearch.search.study.spec import Resolved, make_pruner, make_sampler
 from hpsearch.search.study.storage import open_storage, resolve_storage_url
 from hpsearch.search.study.tracking import EXPERIMENT_KIND, Tracker
@@ -191,12 +192,16 @@ def record_study_summary(study: optuna.Study, tracker: Tracker, parent_run_id: s
     metrics = {f"trials_{words[s]}": n for s, n in counts.items()}
     metrics["trials"] = len(trials)
     metrics["compute_seconds"] = round(compute, 1)
+    represented, trained = spent(study.get_trials(deepcopy=False))
+    metrics["epochs_represented"] = represented
+    metrics["epochs_trained"] = trained
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = (max if direction == "maximize" else min)(complete, key=lambda t: t.value) if complete else None
     best_key = "best_val_loss" if metric == "val_loss" else "best_val_acc"
     state_words = ", ".join(f"{n} {words[s]}" for s, n in counts.items() if n) or "no trials"
     text = (f"Study **{study.study_name}**: {len(trials)} trials ({state_words}); "
-            f"compute spent {compute / 60:.1f} min (sum of trial durations).")
+            f"compute spent {compute / 60:.1f} min (sum of trial durations); {trained:,} epochs trained for "
+            f"{represented:,} epochs of curves (shared prefixes and resumes train an epoch once).")
     if best is not None:
         metrics[best_key] = best.value
         metrics["best_trial"] = best.number
