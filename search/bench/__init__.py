@@ -41,7 +41,7 @@ from hpsearch.search.bench.environment import SIZES, default_model, environment,
 from hpsearch.search.bench.overhead import bench_overhead
 from hpsearch.search.bench.train_step import bench_compile, bench_cudnn_benchmark, bench_step
 
-PARTS = ("data", "step", "overhead", "parity")
+PARTS = ("data", "step", "overhead", "parity", "search")
 
 
 def _attempt(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -109,6 +109,14 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         from hpsearch.search.bench.parity import bench_parity  # torchvision and PIL: loaded only here
 
         result["accuracy_parity"] = _attempt(lambda: bench_parity(model, device, sizes))
+        save()
+    if "search" in opts.parts:
+        a = sizes.search_axes
+        say(f"grid cost: Table 2 cut to {a[0]} x {a[1]} x {a[2]} x {a[3]} cells of {model}, {sizes.search_epochs} "
+            f"epochs, full grid and fast grid (shared prefixes + halving) on real digits ...")
+        from hpsearch.search.bench.search import bench_search
+
+        result["grid_search"] = _attempt(lambda: bench_search(model, device, sizes, say))
         save()
     step = result.get("train_step", {})
     if device.type == "cuda" and "ours_images_per_s" in step:

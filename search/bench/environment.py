@@ -33,6 +33,11 @@ class Sizes:
     parity_val: int  # ... validation hold-out
     parity_epochs: int  # ... epochs of each run
     parity_seeds: int  # ... seeds per side and augmentation setting
+    search_axes: tuple[int, ...]  # grid cost: values of Table 2's batch size, gamma, weight decay, milestones
+    search_epochs: int  # ... epochs of each cell (milestones scaled from 200)
+    search_train: int  # ... real-image training set (the hold-out taken from it)
+    search_val: int  # ... validation hold-out
+    search_eta: int  # ... the fast grid's reduction factor
 
     def describe_trial(self) -> str:
         return (f"{self.trials} trials x {self.epochs} epochs of resnet-tiny on "
@@ -47,16 +52,22 @@ class Sizes:
 SIZES = {
     ("cpu", False): Sizes(rounds=3, data_images=6144, data_pool=4096, step_warmup=2, step_steps=12,
                           trials=6, epochs=3, synthetic_size=6000, val_size=1000,
-                          parity_train=10000, parity_val=5000, parity_epochs=3, parity_seeds=3),
+                          parity_train=10000, parity_val=5000, parity_epochs=3, parity_seeds=3,
+                          search_axes=(2, 4, 2, 2), search_epochs=16, search_train=2000, search_val=1000,
+                          search_eta=4),
     ("cuda", False): Sizes(rounds=2, data_images=16384, data_pool=16384, step_warmup=10, step_steps=40,
                            trials=2, epochs=3, synthetic_size=50000, val_size=5000,
-                           parity_train=10000, parity_val=5000, parity_epochs=3, parity_seeds=3),
+                           parity_train=10000, parity_val=5000, parity_epochs=3, parity_seeds=3,
+                           search_axes=(4, 4, 2, 2), search_epochs=20, search_train=20000, search_val=5000,
+                           search_eta=4),
     ("cpu", True): Sizes(rounds=1, data_images=256, data_pool=256, step_warmup=1, step_steps=2,
                          trials=1, epochs=1, synthetic_size=300, val_size=100,
-                         parity_train=300, parity_val=100, parity_epochs=1, parity_seeds=1),
+                         parity_train=300, parity_val=100, parity_epochs=1, parity_seeds=1,
+                         search_axes=(1, 2, 1, 2), search_epochs=4, search_train=300, search_val=100, search_eta=2),
     ("cuda", True): Sizes(rounds=1, data_images=1024, data_pool=1024, step_warmup=2, step_steps=5,
                           trials=1, epochs=1, synthetic_size=600, val_size=100,
-                          parity_train=300, parity_val=100, parity_epochs=1, parity_seeds=1),
+                          parity_train=300, parity_val=100, parity_epochs=1, parity_seeds=1,
+                          search_axes=(1, 2, 1, 2), search_epochs=4, search_train=300, search_val=100, search_eta=2),
 }
 
 

@@ -74,7 +74,8 @@ def print_result(r: dict) -> None:
         table.add_column(col, justify="right")
     notes = []
     for key, label in (("data_path", "data path"), ("train_step", "training step"),
-                       ("search_overhead", "search overhead"), ("accuracy_parity", "accuracy parity")):
+                       ("search_overhead", "search overhead"), ("accuracy_parity", "accuracy parity"),
+                       ("grid_search", "grid cost")):
         if "error" in r.get(key, {}):
             table.add_row(label, "failed", "", "", "")
             notes.append(f"{label} failed: {r[key]['error']}")
@@ -139,6 +140,22 @@ def print_result(r: dict) -> None:
                      f"batch {p['batch_size']}, milestones {p['milestones']}; torchvision transforms on PIL images "
                      f"for the augmentation), {p['epochs']} epoch(s), {p['seeds']} seed(s) a side, on "
                      f"{p['train_images']:,} train / {p['val_images']:,} val {p['data']}")
+    g = r.get("grid_search")
+    if g and "error" not in g:
+        full, fast = g["full"], g["fast"]
+        table.add_row("grid cost, images trained (fast / full)", f"{fast['images_trained']:,}",
+                      f"{full['images_trained']:,}", f"{g['compute_ratio']:.2f}x", f"<= {g['compute_target']:.2f}x")
+        table.add_row("  best cell's val acc (fast / full)", f"{fast['best_val_acc']:.2%}",
+                      f"{full['best_val_acc']:.2%}", "same cell" if g["same_best_cell"] else (
+                          "found" if g["found"] else "missed"), f"within {g['found_within'] * 100:.1f} pts")
+        axes = "; ".join(f"{k} {', '.join(v)}" for k, v in g["axes"].items())
+        notes.append(f"grid cost: Table 2 cut to {full['cells']} cells ({axes}) of {g['model']}, {g['epochs']} "
+                     f"epochs, on {g['train_images']:,} train / {g['val_images']:,} val {g['data']}. Full grid: "
+                     f"every cell to the end, common seeds; fast grid: shared prefixes + schedule-aware halving "
+                     f"({fast['complete']} complete, {fast['pruned']} pruned), {fast['epochs_trained']} of "
+                     f"{full['epochs_trained']} epochs trained. Best cell, full: {full['best_cell']}; fast: "
+                     f"{fast['best_cell']} (its full-grid value {g['fast_best_in_full_grid']:.2%}). Cells the fast "
+                     f"grid completed equal the full grid's exactly: {g['exact_where_complete']}")
     console.print(table)
     for note in notes:
         console.print(f"- {note}", markup=False)
