@@ -79,21 +79,32 @@ def _stacked(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 class FusedConv2d(nn.Module):
-    """B `nn.Conv2d` of one shape as one grouped convolution over (N, B*C_in, H, W).
-    `weight` is (B, C_out, C_in/groups, kH, kW): member b's output channels are
-    b*C_out .. (b+1)*C_out - 1, computed from its own input channels only."""
+    """B `nn.Conv2d` of one shape on (N, B*C_in, H, W). `weight` is (B, C_out,
+    C_in/groups, kH, kW): member b's output channels are b*C_out ..
+    (b+1)*C_out - 1, computed from its own input channels only.
 
-    def __init__(self, convs: Sequence[nn.Conv2d]):
+    `grouped` (the default): one grouped convolution for all members, the
+    fusion itself. Otherwise one convolution per member, the very call a
+    single run makes: on CPU oneDNN picks other kernels for some grouped
+    shapes (3 input channels, 1x1 with stride 2), which sum in another order,
+    so only this mode is bit-exact there; it is for verification."""
+
+    def __init__(self, convs: Sequence[nn.Conv2d], grouped: bool = True):
         super().__init__()
         c = convs[0]
         if c.padding_mode != "zeros":
             raise TypeError(f"cannot fuse Conv2d with padding_mode={c.padding_mode!r}")
         self.stride, self.padding, self.dilation, self.groups = c.stride, c.padding, c.dilation, c.groups
+        self.grouped = grouped
         self.weight = nn.Parameter(_stacked([m.weight for m in convs]))
         self.bias = None if c.bias is None else nn.Parameter(_stacked([m.bias for m in convs]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = self.weight.shape[0]
+        if not self.grouped:
+            bias = [None] * b if self.bias is None else self.bias
+            return torch.cat([F.conv2d(xm, w, bm, self.stride, self.padding, self.dilation, self.groups)
+                              for xm, w, bm in zip(x.chunk(b, 1), self.weight, bias)], 1)
         weight = self.weight.flatten(0, 1)
         bias = None if self.bias is None else self.bias.flatten()
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups * b)
@@ -183,20 +194,19 @@ class FusedDropout(nn.Module):
         return x * torch.stack(masks, 1).div_(1 - self.p).view_as(x)
 
 
-_FUSERS = {nn.Conv2d: FusedConv2d, nn.BatchNorm2d: FusedBatchNorm2d, nn.Linear: FusedLinear}
-
-
-def fuse_models(models: Sequence[nn.Module]) -> nn.Module:
+def fuse_models(models: Sequence[nn.Module], grouped: bool = True) -> nn.Module:
     """One module that runs `models` (same structure) side by side: a copy of
     the first whose Conv2d, BatchNorm2d, Linear and Dropout leaves are replaced
-    by fused ones holding every member's weights. Its state dict has the
-    members' keys, each value stacked along a new leading dimension."""
+    by fused ones holding every member's weights (`grouped`: see
+    `FusedConv2d`). Its state dict has the members' keys, each value stacked
+    along a new leading dimension."""
+    fusers = {nn.Conv2d: lambda ms: FusedConv2d(ms, grouped), nn.BatchNorm2d: FusedBatchNorm2d,
+              nn.Linear: FusedLinear, nn.Dropout: lambda ms: FusedDropout(ms[0].p)}
     fused = copy.deepcopy(models[0])
     for name, module in list(fused.named_modules()):
         kind = type(module)
-        if kind in _FUSERS or kind is nn.Dropout:
-            new = FusedDropout(module.p) if kind is nn.Dropout else _FUSERS[kind](
-                [m.get_submodule(name) for m in models])
+        if kind in fusers:
+            new = fusers[kind]([m.get_submodule(name) for m in models])
             parent, _, leaf = name.rpartition(".")
             setattr(fused.get_submodule(parent), leaf, new)
         elif any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
@@ -282,11 +292,13 @@ class FusedSGD:
         if not any(due):
             return
         moved = torch._foreach_addcmul(self.slow, torch._foreach_sub(self.params, self.slow), self._views(self.alpha))
-        if not all(due):
-            mask = torch.tensor(due, device=self.alpha.device)
-            moved = [torch.where(w, new, s) for w, new, s in zip(self._views(mask), moved, self.slow)]
-        torch._foreach_copy_(self.slow, moved)
-        torch._foreach_copy_(self.params, moved)
+        if all(due):
+            torch._foreach_copy_(self.slow, moved)
+            torch._foreach_copy_(self.params, moved)
+            return
+        for w, new, s, p in zip(self._views(torch.tensor(due, device=self.alpha.device)), moved, self.slow, self.params):
+            s.copy_(torch.where(w, new, s))
+            p.copy_(torch.where(w, new, p))
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep only the members at indices `keep` (a 1-D index tensor)."""
@@ -310,9 +322,9 @@ def check_fusable(configs: Sequence[TrainConfig]) -> None:
     if not configs:
         raise ConfigError("fused trials: no configs given")
     first = configs[0]
-    arch = first.model_config().to_dict()
+    arch = vars(first.model_config())
     for i, c in enumerate(configs[1:], start=1):
-        other = c.model_config().to_dict()
+        other = vars(c.model_config())
         diff = [f"{k} {arch[k]!r} vs {other[k]!r}" for k in arch if arch[k] != other[k]]
         if diff:
             raise ConfigError(f"fused trials must share the architecture: trial 0 and trial {i} differ in "
@@ -334,6 +346,7 @@ class _Schedule:
         self.optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
         self.scheduler = build_scheduler(config, self.optimizer)
         self.warmup = build_warmup(config, self.optimizer, steps_per_epoch)
+        self.optimizer.step()  # a no-op (no gradient) that keeps torch's "scheduler before optimizer" warning quiet
 
     @property
     def lr(self) -> float:
@@ -369,7 +382,7 @@ class FusedTrials:
     """The members' fused model, fused SGD and per-member schedules on one
     device, with the epoch loop pieces of `TrainingSetup` for all of them."""
 
-    def __init__(self, configs: Sequence[TrainConfig], device: torch.device, n_train: int):
+    def __init__(self, configs: Sequence[TrainConfig], device: torch.device, n_train: int, grouped: bool = True):
         check_fusable(configs)
         self.configs = list(configs)
         self.device = device
@@ -378,7 +391,7 @@ class FusedTrials:
         for c in configs:
             torch.manual_seed(c.seed)  # as setup(): the same initial weights as a single run
             models.append(build_model(c.model_config()))
-        self.model = fuse_models(models).to(device)
+        self.model = fuse_models(models, grouped).to(device)
         self.optimizer = FusedSGD(list(self.model.parameters()), configs)
         bs = configs[0].batch_size
         steps = math.ceil(epoch_images(n_train, bs) / bs)
@@ -480,10 +493,13 @@ def train_fused(
     data: DataBundle,
     callbacks: Sequence[Sequence[Any]] | None = None,
     select: str = "val_acc",
+    grouped: bool = True,
 ) -> list[TrainResult]:
     """Train `configs` as one fused model; one `TrainResult` per config, in
     order, each as `train(config, data, callbacks[i], select=select)` would
-    give it (on CPU in fp32: the same records and weights, bit for bit).
+    give it: on CPU in fp32 the same records and weights bit for bit with
+    `grouped=False`, and up to the summation order of oneDNN's grouped
+    convolution kernels with `grouped=True` (see `FusedConv2d`).
     `callbacks[i]` see (record, MemberState); a StopTraining they raise stops
     member i only. A member also leaves at its own last epoch or when its
     loss is not finite; the others carry on."""
@@ -494,7 +510,7 @@ def train_fused(
     if len(callbacks) != len(configs):
         raise ValueError(f"{len(callbacks)} callback lists for {len(configs)} configs")
     device = resolve_device(configs[0].device)
-    trials = FusedTrials(configs, device, data.train_y.numel())
+    trials = FusedTrials(configs, device, data.train_y.numel(), grouped)
     states = list(trials.members)
     outcome: dict[int, tuple[str, str | None]] = {}
     index = {id(s): i for i, s in enumerate(states)}
