@@ -17,20 +17,32 @@ vmap turns a batched convolution into this very grouped convolution anyway,
 but its BatchNorm rule normalises without the affine weights and applies them
 afterwards, which rounds differently from `F.batch_norm` (1 ulp at once, then
 growing), and it cannot give each member the dropout draws of its own seeded
-generator. Swapping modules keeps every kernel the single run uses: on CPU in
-fp32 a member's losses, accuracies and weights are bit-identical to
-`train(config)` alone (tests/test_fused.py). The one hand-written piece is the
-batched Linear's backward, written so that its weight gradient is the same
-matrix product as `F.linear`'s (batched `bmm` autograd transposes it, which
-rounds differently).
+generator. Swapping modules keeps the single run's kernels wherever the math
+allows: BatchNorm over B*C channels and the batched Linear give each member
+bit-identical values and gradients on CPU (the Linear's backward is written
+out so that its weight gradient is the same matrix product as `F.linear`'s;
+autograd of `bmm` transposes it, which rounds differently). The grouped
+convolution is bit-identical too on most shapes, but oneDNN sums some (3
+input channels, 1x1 with stride 2) in another order: about 1e-7 after one
+step, which training's chaos then amplifies. `grouped=False` runs each
+member's convolutions as separate calls, i.e. exactly the single run's
+kernels: then a member's records, weights and BatchNorm statistics are
+bit-identical to `train(config)` alone on CPU in fp32 (tests/test_fused.py).
 
 Each member keeps its own seed (initial weights built as `setup()` builds
 them), data order, augmentation and dropout draws (generators seeded by
 `epoch_seed(seed, epoch)`, as `train()` seeds them), learning-rate schedule
 (torch's own schedulers, driven on a stand-in optimizer) and SGD
 hyperparameters (`FusedSGD`: the math of `torch.optim.SGD` with per-member
-tensors). A member that stops (pruned by a callback, diverged, or at its last
-epoch) is dropped from the stack; the others go on unchanged.
+tensors; Lookahead too, with per-member k and alpha, for all members or
+none). A member that stops (pruned by a callback, diverged, or at its last
+epoch) is dropped from the stack; the others go on unchanged (bit for bit
+with `grouped=False`; with grouped convolutions a member's group position
+may move, which changes the rounding of the shapes above).
+
+On CPU fusing gains nothing: the convolutions are compute-bound and oneDNN's
+grouped kernels are slower than its plain ones (`measure`). The point is the
+GPU, where a small ResNet at batch 64 leaves most of the device idle.
 
 Not covered: `torch.compile` (refused), checkpoints and resume of a fused
 run. On CUDA the dropout draws differ from a single run's (torch's fused
@@ -248,6 +260,7 @@ class FusedSGD:
         self.momentum = per_member([c.momentum for c in configs])
         self.weight_decay = per_member([c.weight_decay for c in configs])
         self.nesterov = per_member([c.nesterov and c.momentum > 0 for c in configs], torch.bool)
+        self.any_nesterov = bool(self.nesterov.any())  # kept on the host: no device sync per step
         self.buffers: list[torch.Tensor] | None = None
         self.steps = 0
         lookahead = [c.optimizer == "lookahead" for c in configs]
@@ -277,7 +290,7 @@ class FusedSGD:
         else:
             torch._foreach_mul_(self.buffers, m)
             torch._foreach_add_(self.buffers, d)
-        if bool(self.nesterov.any()):
+        if self.any_nesterov:
             ahead = torch._foreach_addcmul(d, self.buffers, m)
             d = [torch.where(n, a, buf) for n, a, buf in zip(self._views(self.nesterov), ahead, self.buffers)]
         else:
@@ -304,6 +317,7 @@ class FusedSGD:
         """Keep only the members at indices `keep` (a 1-D index tensor)."""
         self.neg_lr, self.momentum, self.weight_decay, self.nesterov, self.alpha = (
             t[keep.to(t.device)] for t in (self.neg_lr, self.momentum, self.weight_decay, self.nesterov, self.alpha))
+        self.any_nesterov = bool(self.nesterov.any())
         if self.buffers is not None:
             self.buffers = [t[keep.to(t.device)] for t in self.buffers]
         if self.slow is not None:
@@ -582,11 +596,12 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(configs: Sequence[TrainConfig], data: DataBundle, steps: int = 20, warmup: int = 3,
-            device: str | None = None) -> dict[str, float]:
+            device: str | None = None, grouped: bool = True) -> dict[str, float]:
     """Training images/s of one fused step of all members against the same
     members stepped one after another (`train_step` on `setup()`'s objects, as
     `train()` runs them), on fixed prepared batches (no data loading), after
-    `warmup` untimed steps. `device` overrides the configs' device."""
+    `warmup` untimed steps. `device` overrides the configs' device; `grouped`
+    is `FusedConv2d`'s."""
     if device is not None:
         configs = [dataclasses.replace(c, device=device) for c in configs]
     check_fusable(configs)
@@ -594,7 +609,7 @@ def measure(configs: Sequence[TrainConfig], data: DataBundle, steps: int = 20, w
     bs = configs[0].batch_size
     x = prepare_batch(data.train_x[:bs].to(dev), None, None)
     y = data.train_y[:bs].to(dev)
-    trials = FusedTrials(configs, dev, data.train_y.numel())
+    trials = FusedTrials(configs, dev, data.train_y.numel(), grouped)
     trials.model.train()
     for d in trials.dropouts:
         d.generators = [torch.Generator(device=dev).manual_seed(c.seed) for c in configs]
