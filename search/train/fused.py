@@ -28,6 +28,9 @@ step, which training's chaos then amplifies. `grouped=False` runs each
 member's convolutions as separate calls, i.e. exactly the single run's
 kernels: then a member's records, weights and BatchNorm statistics are
 bit-identical to `train(config)` alone on CPU in fp32 (tests/test_fused.py).
+Not yet with SE blocks: their very narrow Linear layers (16 -> 1 in
+resnet-tiny with se) round differently batched (epoch-1 train loss off by
+1.8e-5), presumably another BLAS kernel for a one-column product.
 
 Each member keeps its own seed (initial weights built as `setup()` builds
 them), data order, augmentation and dropout draws (generators seeded by
