@@ -5,10 +5,12 @@ import os
 import signal
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 from processes import finish, hpsearch, wait_for_epoch
 from studyfiles import study_toml
 
+from hpsearch.search.study.compute import record_speed
 from hpsearch.search.study.halving import ScheduleHalvingPruner, promotable, rungs
 
 EPOCHS = 4
@@ -78,6 +80,7 @@ def test_two_workers_train_each_trunk_once_and_lose_no_cell(workdir, cli):
     client = MlflowClient(f"sqlite:///{workdir}/mlruns/mlflow.db")
     parent = client.get_run(study.user_attrs["hpsearch.mlflow_parent_run_id"]).data.metrics
     assert parent["epochs_trained"] == TRAINED_WITH_PREFIXES and parent["epochs_represented"] == 8 * EPOCHS
+    assert not list((workdir / "mlruns" / "checkpoints").glob("two-*/trunk-*"))  # removed once the grid is done
     status = cli("status", "--study", "two").output
     assert f"{TRAINED_WITH_PREFIXES} trained for {8 * EPOCHS} represented" in status
 
@@ -140,3 +143,35 @@ def test_a_fast_grid_prunes_only_at_rungs_after_a_cells_own_milestones(workdir, 
     assert pruned and len([t for t in trials if t.state.name == "COMPLETE"]) >= 2
     for t in pruned:
         assert max(t.intermediate_values) in rungs(t.user_attrs["config"], 0.0), t.user_attrs["config"]
+
+
+def test_studies_shows_a_grids_compute_before_it_is_spent_and_the_time_once_a_speed_is_measured(cli, workdir,
+                                                                                                 monkeypatch):
+    monkeypatch.setenv("HPSEARCH_SPEEDS", str(workdir / "speeds.json"))
+    out = cli("studies").output
+    assert "51,200* / 30,800 / 10,640" in out  # grid.toml: every cell to the end
+    assert "51,200 / 30,800 / 8,600*" in out  # grid-fast.toml: shared prefixes + halving (eta 4)
+    assert " h " not in out
+    record_speed("cuda: test GPU", "resnet-seed", 64, 3700.0)
+    out = cli("studies").output
+    assert "173.0 h / 104.1 h / 29.1 h" in " ".join(out.split())  # 45,000 images an epoch at 3,700 images/s
+
+
+@pytest.mark.parametrize("study, needle", [
+    ({"sampler": "tpe", "n_trials": 2, "share_prefix": True}, 'share_prefix needs sampler = "grid"'),
+    ({"share_prefix": True, "common_seeds": False}, "share_prefix needs common_seeds"),
+    ({"share_prefix": "yes"}, "share_prefix = 'yes' must be true or false"),
+    ({"pruner": "schedule_halving", "pruner_options": {"reduction_factor": 1}}, "reduction_factor 1 must be"),
+])
+def test_bad_schedule_options_are_one_line_and_nothing_is_written(workdir, cli, study, needle):
+    (workdir / "bad.toml").write_text(study_toml(study=study, train={"scheduler": "multistep"}))
+    result = cli("run", "--study", "bad.toml", ok=False)
+    assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (workdir / "mlruns").exists()
+
+
+def test_schedule_halving_without_a_multistep_schedule_is_refused(workdir, cli):
+    (workdir / "cos.toml").write_text(study_toml(study={"pruner": "schedule_halving"}, train={"scheduler": "cosine"}))
+    result = cli("run", "--study", "cos.toml", ok=False)
+    assert result.exit_code == 2 and 'needs [train].scheduler = "multistep"' in result.output

@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import json
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,15 @@ class SharedPrefixes:
 
     def trunk_for(self, params: dict[str, Any]) -> Trunk:
         return self.trunk_by_cell[_cell_key(params)]
+
+
+def remove_trunk_snapshots(study_name: str, study_uid: str) -> int:
+    """Delete a finished study's trunk snapshots (each as large as an epoch
+    checkpoint); returns how many folders went."""
+    folders = list(study_checkpoint_dir(study_name, study_uid).glob("trunk-*"))
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(folders)
 
 
 def cell_resume(snapshot: dict, config: TrainConfig) -> dict:

@@ -26,7 +26,7 @@ from hpsearch.search.study import timing
 from hpsearch.search.study.checkpoints import check_checkpoint_root, check_study_name
 from hpsearch.search.study.objective import Objective
 from hpsearch.search.study.owners import describe_running, retry_dead_local_trials
-from hpsearch.search.study.prefix import SharedPrefixes
+from hpsearch.search.study.prefix import SharedPrefixes, remove_trunk_snapshots
 from hpsearch.search.study.spec import StudySpec, find_study_file, load_spec
 from hpsearch.search.study.storage import resolve_storage_url, retry_callback
 from hpsearch.search.study.stores import OpenStudy, open_study, summarize
@@ -286,6 +286,8 @@ def _report_trial(progress: StudyProgress, t) -> None:
 
 
 def _close_parent(opened: OpenStudy) -> None:
+    if opened.resolved.spec.share_prefix:  # nothing is left to continue from them
+        remove_trunk_snapshots(opened.name, opened.uid)
     summarize(opened)  # the parent run's metrics and description (stores.record_study_summary)
     if opened.tracker.run_status(opened.parent_run_id) == "RUNNING":
         opened.tracker.client.set_terminated(opened.parent_run_id, "FINISHED")

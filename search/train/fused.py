@@ -76,10 +76,10 @@ from hpsearch.search.train.loop import (
     ExecutionPath,
     StopTraining,
     TrainResult,
-    _improves,
     augment_chunk,
     epoch_images,
     epoch_seed,
+    improves,
     resolve_device,
     setup,
     train_step,
@@ -579,7 +579,7 @@ def _end_of_epoch(record: EpochRecord, state: MemberState, b: int, callbacks, se
     if not math.isfinite(record.train_loss) or not math.isfinite(record.val_loss):
         return "diverged", (f"non-finite loss at epoch {record.epoch} "
                             f"(train {record.train_loss}, val {record.val_loss})")
-    if _improves(record, state, select):
+    if improves(record, state, select):
         state.best_val_acc, state.best_epoch = record.val_acc, record.epoch
         state.best_state = member_state(state.trials.model, b)
     try:

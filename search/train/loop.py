@@ -295,7 +295,7 @@ def train(
         if not math.isfinite(train_loss) or not math.isfinite(val_loss):
             status, reason = "diverged", f"non-finite loss at epoch {epoch} (train {train_loss}, val {val_loss})"
             break
-        if _improves(record, state, select):
+        if improves(record, state, select):
             state.best_val_acc, state.best_epoch = val_acc, epoch
             state.best_state = _cpu_state(model)
         try:
@@ -321,7 +321,7 @@ def train(
 SELECT_METRICS = ("val_acc", "val_loss")
 
 
-def _improves(record: EpochRecord, state: TrainState, select: str) -> bool:
+def improves(record: EpochRecord, state: TrainState, select: str) -> bool:
     if state.best_epoch == 0:
         return True
     best = state.history[state.best_epoch - 1]
