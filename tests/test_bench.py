@@ -12,7 +12,7 @@ def positive(value) -> bool:
 def test_quick_bench_prints_and_writes_every_figure(cli, workdir):
     out = workdir / "bench.json"
     result = cli("bench", "--quick", "--device", "cpu", "--json", out)
-    for needle in ("data path", "training step", "search overhead", "grid cost", "bench.json"):
+    for needle in ("data path", "training step", "search overhead", "grid cost", "as one model", "bench.json"):
         assert needle in result.output
 
     r = json.loads(out.read_text())
@@ -39,6 +39,9 @@ def test_quick_bench_prints_and_writes_every_figure(cli, workdir):
     assert positive(trial["wall_seconds"]) and positive(trial["epoch_seconds"])
     assert math.isclose(trial["overhead_seconds"], trial["wall_seconds"] - trial["epoch_seconds"])
     assert math.isclose(sum(trial["breakdown_seconds"].values()), trial["overhead_seconds"], abs_tol=1e-3)
+    f = r["fused_trials"]  # several trials as one model, against one trial alone
+    assert [m["members"] for m in f["members"]] == [1, 2]
+    assert all(positive(m["fused_images_per_s"]) and positive(m["vs_one_trial_alone"]) for m in f["members"])
     g = r["grid_search"]  # the fast grid trains less, and what it completes is exactly the full grid's
     assert g["full"]["cells"] == g["fast"]["cells"] == 4
     assert 0 < g["compute_ratio"] < 1 and g["exact_where_complete"] is True

@@ -186,3 +186,12 @@ def test_configs_that_cannot_share_one_model_are_refused_in_one_line(data, chang
         train_fused([CONFIGS[0], CONFIGS[1].replace(**change)], data)
     message = str(err.value)
     assert needle in message and "\n" not in message
+
+
+def test_workers_are_placed_round_robin_over_the_gpus_and_said_so():
+    from hpsearch.search.study.workers import placement
+
+    assert placement(4, 1) == "worker(s) 1, 2, 3, 4 on GPU 0"
+    assert placement(5, 2) == "worker(s) 1, 3, 5 on GPU 0; worker(s) 2, 4 on GPU 1"
+    assert placement(2, 4) == "worker(s) 1 on GPU 0; worker(s) 2 on GPU 1"
+    assert placement(2, 0).startswith("on the CPU")

@@ -41,7 +41,7 @@ from hpsearch.search.bench.environment import SIZES, default_model, environment,
 from hpsearch.search.bench.overhead import bench_overhead
 from hpsearch.search.bench.train_step import bench_compile, bench_cudnn_benchmark, bench_step
 
-PARTS = ("data", "step", "overhead", "parity", "search")
+PARTS = ("data", "step", "fused", "overhead", "parity", "search")
 
 
 def _attempt(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -99,6 +99,13 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
             from hpsearch.search.study.compute import record_speed
 
             record_speed(f"{device.type}: {result['device_name']}", model, batch_size, rate)
+    if "fused" in opts.parts:
+        say(f"several trials as one fused model: {model}, batch {batch_size}, "
+            f"{', '.join(map(str, sizes.fused_members))} trial(s) ...")
+        from hpsearch.search.bench.fused import bench_fused
+
+        result["fused_trials"] = _attempt(lambda: bench_fused(model, device, batch_size, sizes))
+        save()
     if "overhead" in opts.parts:
         say(f"search overhead: {sizes.describe_trial()} ...")
         result["search_overhead"] = _attempt(lambda: bench_overhead(device, sizes))

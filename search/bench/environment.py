@@ -38,6 +38,7 @@ class Sizes:
     search_train: int  # ... real-image training set (the hold-out taken from it)
     search_val: int  # ... validation hold-out
     search_eta: int  # ... the fast grid's reduction factor
+    fused_members: tuple[int, ...] = (1, 2, 4)  # several trials as one model: trials per fused model
 
     def describe_trial(self) -> str:
         return (f"{self.trials} trials x {self.epochs} epochs of resnet-tiny on "
@@ -59,11 +60,12 @@ SIZES = {
                            trials=2, epochs=3, synthetic_size=50000, val_size=5000,
                            parity_train=10000, parity_val=5000, parity_epochs=3, parity_seeds=3,
                            search_axes=(4, 4, 2, 2), search_epochs=20, search_train=20000, search_val=5000,
-                           search_eta=4),
+                           search_eta=4, fused_members=(1, 2, 4, 8, 16)),
     ("cpu", True): Sizes(rounds=1, data_images=256, data_pool=256, step_warmup=1, step_steps=2,
                          trials=1, epochs=1, synthetic_size=300, val_size=100,
                          parity_train=300, parity_val=100, parity_epochs=1, parity_seeds=1,
-                         search_axes=(1, 2, 1, 2), search_epochs=4, search_train=300, search_val=100, search_eta=2),
+                         search_axes=(1, 2, 1, 2), search_epochs=4, search_train=300, search_val=100, search_eta=2,
+                         fused_members=(1, 2)),
     ("cuda", True): Sizes(rounds=1, data_images=1024, data_pool=1024, step_warmup=2, step_steps=5,
                           trials=1, epochs=1, synthetic_size=600, val_size=100,
                           parity_train=300, parity_val=100, parity_epochs=1, parity_seeds=1,

@@ -75,7 +75,7 @@ def print_result(r: dict) -> None:
     notes = []
     for key, label in (("data_path", "data path"), ("train_step", "training step"),
                        ("search_overhead", "search overhead"), ("accuracy_parity", "accuracy parity"),
-                       ("grid_search", "grid cost")):
+                       ("grid_search", "grid cost"), ("fused_trials", "fused trials")):
         if "error" in r.get(key, {}):
             table.add_row(label, "failed", "", "", "")
             notes.append(f"{label} failed: {r[key]['error']}")
@@ -112,6 +112,16 @@ def print_result(r: dict) -> None:
                 be = v.get("break_even_images")
                 notes.append(f"torch.compile: first step {v['first_step_seconds']:.1f} s (compilation); pays "
                              "off after " + (f"{be:,.0f} training images" if be else "never"))
+    f = r.get("fused_trials")
+    if f and "error" not in f:
+        for m in f["members"]:
+            table.add_row(f"{m['members']} trial(s) as one model, images/s of the device", _rate(m["fused_images_per_s"]),
+                          _rate(f["one_trial_images_per_s"]), _x(m["vs_one_trial_alone"]),
+                          f">= {f['target']:.0f}x" if m is f["members"][-1] else "")
+        notes.append(f"fused trials: B trials of {f['model']} at batch {f['batch_size']} as one model (grouped "
+                     f"convolutions, fused SGD with per-trial lr, momentum, weight decay) against one trial alone "
+                     f"(its own train step), {f['steps']} steps on fixed batches; the target is for resnet-seed on "
+                     f"CUDA")
     o = r.get("search_overhead")
     if o and "skipped" in o:
         table.add_row("search overhead", "skipped", "", "", "")
