@@ -45,7 +45,7 @@ def plan(resolved) -> GridCompute:
     spec = resolved.spec
     options = spec.pruner_options if spec.pruner == "schedule_halving" else {}
     eta, settle = int(options.get("reduction_factor", 3)), float(options.get("settle", 0.05))
-    cells = [config for _, config in grid_cells(resolved)]
+    cells = [config for _, config in grid_cells(resolved) if config is not None]
     full = sum(c.epochs for c in cells)
     trunk_epochs: dict[str, int] = {}
     after_fork = 0

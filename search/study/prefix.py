@@ -66,16 +66,18 @@ def common_seed(study_seed: int, trunk: Trunk) -> int:
     return (study_seed * 1_000_003 + int(trunk.key, 16)) % (2**31 - 1)
 
 
-def grid_cells(resolved) -> list[tuple[dict[str, Any], TrainConfig]]:
-    """Every cell of a grid study: (Optuna params, its TrainConfig without seed)."""
+def grid_cells(resolved) -> list[tuple[dict[str, Any], TrainConfig | None]]:
+    """Every cell of a grid study: (Optuna params, its TrainConfig without
+    seed, or None for a combination that is no valid config: it fails as a
+    trial, with its reason)."""
     space = resolved.spec.search_space()
     out = []
     for combo in itertools.product(*space.values()):
         params = dict(zip(space, combo))
         try:
             out.append((params, resolved.config(params)))
-        except ConfigError:  # an invalid cell fails as a trial, with its reason
-            continue
+        except ConfigError:
+            out.append((params, None))
     return out
 
 
@@ -93,6 +95,8 @@ class SharedPrefixes:
         self.forks: dict[str, set[int]] = {}
         self.trunk_by_cell: dict[str, Trunk] = {}
         for params, config in self.cells:
+            if config is None:
+                continue
             trunk = trunk_of(config)
             self.trunk_by_cell[_cell_key(params)] = trunk
             if trunk.shares:
@@ -163,9 +167,9 @@ class SharedPrefixes:
             key = _cell_key(params)
             if key in touched:
                 continue
-            trunk = self.trunk_by_cell[key]
-            have = self.snapshot_epochs(trunk) if trunk.shares else []
-            if not trunk.shares or trunk.fork in have:
+            trunk = self.trunk_by_cell.get(key)
+            have = self.snapshot_epochs(trunk) if trunk is not None and trunk.shares else []
+            if trunk is None or not trunk.shares or trunk.fork in have:
                 ready.append(params)
             elif trunk.key in busy:
                 blocked[trunk.key] = busy[trunk.key]
