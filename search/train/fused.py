@@ -27,7 +27,10 @@ input channels, 1x1 with stride 2) in another order: about 1e-7 after one
 step, which training's chaos then amplifies. `grouped=False` runs each
 member's convolutions as separate calls, i.e. exactly the single run's
 kernels: then a member's records, weights and BatchNorm statistics are
-bit-identical to `train(config)` alone on CPU in fp32 (tests/test_fused.py).
+bit-identical to `train(config)` alone on CPU in fp32 on one thread
+(tests/test_fused.py; with several threads CPU kernels split reductions by
+tensor shape, BatchNorm over B*C channels otherwise than over C, and the
+runs agree to rounding: 6e-7 in epoch 1's train loss on 2 threads).
 Not yet with SE blocks: their very narrow Linear layers (16 -> 1 in
 resnet-tiny with se) round differently batched (epoch-1 train loss off by
 1.8e-5), presumably another BLAS kernel for a one-column product.
@@ -84,7 +87,7 @@ from hpsearch.search.train.loop import (
     setup,
     train_step,
 )
-from hpsearch.search.train.optim import build_scheduler, build_warmup
+from hpsearch.search.train.optim import build_optimizer, build_scheduler, build_warmup
 
 # -- fused layers --------------------------------------------------------------
 
@@ -393,6 +396,43 @@ class MemberState:
     def model_state(self) -> dict[str, torch.Tensor]:
         """This member's current weights and buffers (CPU copies)."""
         return member_state(self.trials.model, self.trials.members.index(self))
+
+    def checkpoint(self) -> dict[str, Any]:
+        """This member's resume point in `train()`'s format (`TrainState.checkpoint`):
+        `train(config, data, resume=...)` goes on from it as the member would
+        have, so a fused trial's epoch checkpoint is resumed by a single run.
+        Its optimiser state is a torch SGD's (and Lookahead's), made by
+        building the single run's optimiser and schedule and filling them
+        with this member's momentum buffers, slow weights and learning rate."""
+        trials = self.trials
+        b = trials.members.index(self)
+        schedule = trials.schedules[b]
+        model = build_model(self.config.model_config())
+        model.load_state_dict(member_state(trials.model, b))
+        optimizer = build_optimizer(self.config, model)
+        build_scheduler(self.config, optimizer)  # sets each group's initial_lr, as a single run's does
+        fused = trials.optimizer
+        if fused.buffers is not None and self.config.momentum != 0:  # torch keeps no buffer without momentum
+            for p, buf in zip(model.parameters(), fused.buffers):
+                optimizer.state[p]["momentum_buffer"] = buf[b].detach().to("cpu", copy=True)
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.lr
+        state = optimizer.state_dict()
+        if fused.slow is not None:
+            state["lookahead"] = {"steps": fused.steps, "slow": [[s[b].detach().to("cpu", copy=True)
+                                                                  for s in fused.slow]],
+                                  "k": self.config.lookahead_k, "alpha": self.config.lookahead_alpha}
+        return {
+            "epoch": self.epoch,
+            "model": member_state(trials.model, b),
+            "optimizer": copy.deepcopy(state),
+            "scheduler": copy.deepcopy(schedule.scheduler.state_dict()),
+            "warmup": None if schedule.warmup is None else copy.deepcopy(schedule.warmup.state_dict()),
+            "history": [r.to_dict() for r in self.history],
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+        }
 
 
 class FusedTrials:
