@@ -130,6 +130,11 @@ def test_schedule_halving_compares_a_cell_only_with_cells_of_its_milestones_afte
                                        user_attrs={"config": {"epochs": 20, "milestones": [15, 18]}})
     # Compared with its own group only (0.70, 0.60 and itself), never with the 0.9s at epoch 12.
     assert pruner.prune(study, worse) and not pruner.prune(study, better)
+    # Nor with cells of another gamma: their learning rate differs from the drop on.
+    other_gamma = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING, intermediate_values={17: 0.5},
+        user_attrs={"config": {"epochs": 20, "milestones": [15, 18], "gamma": 0.5}})
+    assert not pruner.prune(study, other_gamma)
     assert promotable(0.5, [0.5], 2, direction)
 
 
@@ -149,7 +154,7 @@ def test_studies_shows_a_grids_compute_before_it_is_spent_and_the_time_once_a_sp
                                                                                                  monkeypatch):
     monkeypatch.setenv("HPSEARCH_SPEEDS", str(workdir / "speeds.json"))
     out = cli("studies").output
-    assert "51,200* / 30,800 / 10,640" in out  # grid.toml: every cell to the end
+    assert "51,200* / 30,800 / 11,040" in out  # grid.toml: every cell to the end
     assert "51,200 / 30,800 / 8,600*" in out  # grid-fast.toml: shared prefixes + halving (eta 4)
     assert " h " not in out
     record_speed("cuda: test GPU", "resnet-seed", 64, 3700.0)

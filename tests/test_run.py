@@ -155,11 +155,13 @@ def test_run_never_reads_the_test_split(cli, workdir):
 
 
 def test_studies_lists_the_report_grid_with_256_cells(cli):
-    out = cli("studies").output
-    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
+    studies, _, compute = cli("studies").output.partition("Grid compute")
+    rows = {line.split()[1]: line for line in studies.splitlines() if line.startswith("│")}
     assert "256 cells" in rows["grid"] and "resnet-seed" in rows["grid"]
     assert "8 cells" in rows["arch"] and "resnet-443-se" in rows["arch"]
     assert "60 trials" in rows["tpe"] and "hyperband" in rows["tpe"]
+    grids = {line.split()[1] for line in compute.splitlines() if line.startswith("│")}
+    assert grids == {"grid", "grid-fast", "arch", "smoke"}  # the tpe study is no grid
 
 
 def test_status_shows_trials_and_the_best(cli, workdir):

@@ -95,7 +95,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         result["train_step"] = _attempt(lambda: bench_step(model, device, batch_size, sizes, cores))
         save()
         rate = result["train_step"].get("ours_with_augmentation_images_per_s")
-        if rate:  # `hpsearch studies` estimates a grid's time from it
+        if rate and not opts.quick:  # `hpsearch studies` estimates a grid's time from it
             from hpsearch.search.study.compute import record_speed
 
             record_speed(f"{device.type}: {result['device_name']}", model, batch_size, rate)

@@ -77,16 +77,19 @@ def bench_search(model: str, device, sizes: Sizes, say=print) -> dict[str, Any]:
             trials = [t for t in study.get_trials() if not t.user_attrs.get(TrialAttr.DUPLICATE)]
             represented, trained = spent(trials)
             complete = {_cell(t.params): t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
+            curves = {_cell(t.params): t.intermediate_values for t in trials if t.intermediate_values
+                      and t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)}
             best = study.best_trial
             grids[name] = {"cells": len({_cell(t.params) for t in trials}), "complete": len(complete),
                            "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
                            "epochs_trained": trained, "epochs_represented": represented,
                            "images_trained": trained * out["train_images"],
-                           "best_cell": best.params, "best_val_acc": best.value, "values": complete}
+                           "best_cell": best.params, "best_val_acc": best.value, "values": complete,
+                           "curves": curves}
             out["axes"] = {k: [str(v) for v in vs] for k, vs in scaled_table2(sizes).items()}
     full, fast = grids["full"], grids["fast"]
     fast_best_in_full = full["values"].get(_cell(fast["best_cell"]), math.nan)
-    out["full"] = {k: v for k, v in full.items() if k != "values"}
+    out["full"] = {k: v for k, v in full.items() if k != "values"}  # curves kept: what-if pruning offline
     out["fast"] = {k: v for k, v in fast.items() if k != "values"}
     out["compute_ratio"] = fast["images_trained"] / full["images_trained"]
     out["same_best_cell"] = _cell(fast["best_cell"]) == _cell(full["best_cell"])

@@ -35,7 +35,7 @@ def print_table(title: str, columns: list[str], rows: list[list], stream=None) -
         table.add_column(c, overflow="fold")
     for r in rows:
         table.add_row(*[Text(str(v)) for v in r])  # Text: no rich markup in values like [80, 120]
-    Console(file=stream or sys.stdout, width=200 if not sys.stdout.isatty() else None).print(table)
+    Console(file=stream or sys.stdout, width=220 if not sys.stdout.isatty() else None).print(table)
 
 
 def study_rows(studies_dir) -> list[list]:
@@ -45,15 +45,31 @@ def study_rows(studies_dir) -> list[list]:
     for path in sorted(studies_dir.glob("*.toml")):
         try:
             spec = load_spec(path)
-            epochs, time = describe(spec.resolve()) if spec.sampler == "grid" else ("-", "")
         except SpecError as e:  # one bad file is shown with its reason; the others are still listed
-            rows.append([path.stem, "-", "-", "-", "-", "-", "-", "-", "-", "-", f"INVALID: {e}"])
+            rows.append([path.stem, "-", "-", "-", "-", "-", "-", "-", f"INVALID: {e}"])
             continue
         t = spec.train
         model = t.get("model") or (spec.space["model"].describe() if "model" in spec.space else "resnet-seed")
         rows.append([spec.name, spec.sampler, spec.pruner, spec.size_text(), f"{spec.budget:,}",
-                     t.get("dataset", "synthetic"), model, spec.nominal_epochs, epochs, time or "-",
-                     spec.description])
+                     t.get("dataset", "synthetic"), model, spec.nominal_epochs, spec.description])
+    return rows
+
+
+def grid_compute_rows(studies_dir) -> list[list]:
+    """A grid study's compute before it is spent: epochs full / with shared
+    prefixes / with halving, and the time at the bench's measured speed."""
+    from hpsearch.search.study.spec import SpecError, load_spec
+
+    rows = []
+    for path in sorted(studies_dir.glob("*.toml")):
+        try:
+            spec = load_spec(path)
+            if spec.sampler != "grid":
+                continue
+            epochs, time = describe(spec.resolve())
+        except SpecError:  # listed as INVALID in the studies table
+            continue
+        rows.append([spec.name, epochs, time])
     return rows
 
 

@@ -123,6 +123,10 @@ def measured_speed(model: str, batch_sizes: list[int]) -> dict | None:
     return min(rows, key=lambda v: abs(math.log2(v["batch_size"]) - math.log2(middle)))
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:,.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
 CIFAR10_TRAIN_IMAGES = 50_000
 
 
@@ -149,13 +153,13 @@ def describe(resolved) -> tuple[str, str]:
         epochs += f" (halving alone: {c.halving_alone:,}*)"
         figures.append((c.halving_alone, True))
     if "model" in spec.space:  # a speed is measured per model
-        return epochs, ""
+        return epochs, "- (the model is searched)"
     model = resolved.fixed.get("model", "resnet-seed")
     batches = [int(v) for v in spec.space["batch_size"].choices] if "batch_size" in spec.space else [
         int(resolved.fixed.get("batch_size", 64))]
     speed = measured_speed(model, batches)
     if speed is None:
-        return epochs, ""
+        return epochs, f"- (no speed measured: hpsearch bench --model {model} --only step)"
     per_epoch = images_per_epoch(resolved.fixed)
-    time = " / ".join(f"{n * per_epoch / speed['images_per_s'] / 3600:,.1f} h" for n, _ in figures)
+    time = " / ".join(_duration(n * per_epoch / speed["images_per_s"]) for n, _ in figures)
     return epochs, f"{time} at {speed['images_per_s']:,.0f} img/s ({speed['device']}, batch {speed['batch_size']})"
