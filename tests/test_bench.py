@@ -9,7 +9,7 @@ def positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_quick_bench_prints_and_writes_every_figure(cli, workdir):
+def test_quick_bench_prints_and_writes_every_figure(cli, workdir, mnist_wheel):  # parity and grid cost read real digits
     out = workdir / "bench.json"
     result = cli("bench", "--quick", "--device", "cpu", "--json", out)
     for needle in ("data path", "training step", "search overhead", "grid cost", "as one model", "bench.json"):
