@@ -84,6 +84,7 @@ from hpsearch.search.train.loop import (
     epoch_seed,
     improves,
     resolve_device,
+    resume_point,
     setup,
     train_step,
 )
@@ -422,17 +423,8 @@ class MemberState:
             state["lookahead"] = {"steps": fused.steps, "slow": [[s[b].detach().to("cpu", copy=True)
                                                                   for s in fused.slow]],
                                   "k": self.config.lookahead_k, "alpha": self.config.lookahead_alpha}
-        return {
-            "epoch": self.epoch,
-            "model": member_state(trials.model, b),
-            "optimizer": copy.deepcopy(state),
-            "scheduler": copy.deepcopy(schedule.scheduler.state_dict()),
-            "warmup": None if schedule.warmup is None else copy.deepcopy(schedule.warmup.state_dict()),
-            "history": [r.to_dict() for r in self.history],
-            "best_val_acc": self.best_val_acc,
-            "best_epoch": self.best_epoch,
-            "best_state": self.best_state,
-        }
+        return resume_point(self, member_state(trials.model, b), copy.deepcopy(state), schedule.scheduler,
+                            schedule.warmup)
 
 
 class FusedTrials:

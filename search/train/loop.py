@@ -68,18 +68,26 @@ class TrainState:
         """A snapshot that shares nothing with the live training state (every
         tensor copied to the CPU), so it can be written while training goes
         on; loading it back moves the optimizer state to the parameters' device."""
-        return {
-            "epoch": self.epoch,
-            "model": _cpu_state(self.model),
-            # copies: the optimizer keeps updating its buffers in place
-            "optimizer": _cpu_copy(self.optimizer.state_dict()),
-            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
-            "warmup": None if self.warmup is None else copy.deepcopy(self.warmup.state_dict()),
-            "history": [r.to_dict() for r in self.history],
-            "best_val_acc": self.best_val_acc,
-            "best_epoch": self.best_epoch,
-            "best_state": self.best_state,
-        }
+        # copies: the optimizer keeps updating its buffers in place
+        return resume_point(self, _cpu_state(self.model), _cpu_copy(self.optimizer.state_dict()), self.scheduler,
+                            self.warmup)
+
+
+def resume_point(state, model: dict, optimizer: dict, scheduler, warmup) -> dict[str, Any]:
+    """The one format `train(resume=...)` reads: a run's (or a fused
+    trial's) progress and best epoch from `state`, its model and optimiser
+    states as given, copies of its schedules' states."""
+    return {
+        "epoch": state.epoch,
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": copy.deepcopy(scheduler.state_dict()),
+        "warmup": None if warmup is None else copy.deepcopy(warmup.state_dict()),
+        "history": [r.to_dict() for r in state.history],
+        "best_val_acc": state.best_val_acc,
+        "best_epoch": state.best_epoch,
+        "best_state": state.best_state,
+    }
 
 
 class Callback(Protocol):
