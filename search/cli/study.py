@@ -62,16 +62,15 @@ def studies_cmd(studies_dir):
     """List the study files: sampler, pruner, size, budget, data set, and for
     grids the compute in epochs (full, with shared prefixes, with halving) and,
     once `hpsearch bench` has measured the model's speed, the time it takes."""
-    from hpsearch.search.review.listing import grid_compute_rows, print_table, study_rows
+    from hpsearch.search.review.listing import print_table, study_rows
     from hpsearch.search.study.manifest import SHIPPED_STUDIES
 
     folder = Path(studies_dir)
     if not folder.is_dir() and studies_dir == "studies":
         folder = SHIPPED_STUDIES  # outside a checkout: the studies shipped with the package
-    rows = study_rows(folder)
+    rows, compute = study_rows(folder)
     print_table(f"Studies in {folder}/", ["study", "sampler", "pruner", "size", "budget", "dataset",
                                                "model", "epochs", "description"], rows)
-    compute = grid_compute_rows(folder)
     if compute:
         print_table("Grid compute before it is spent (* = the study's own strategy)",
                     ["grid", "epochs: full / shared prefixes / + halving", "estimated time (bench speed)"],

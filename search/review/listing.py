@@ -38,13 +38,18 @@ def print_table(title: str, columns: list[str], rows: list[list], stream=None) -
     Console(file=stream or sys.stdout, width=220 if not sys.stdout.isatty() else None).print(table)
 
 
-def study_rows(studies_dir) -> list[list]:
+def study_rows(studies_dir) -> tuple[list[list], list[list]]:
+    """(a row per study file, a row per grid study with its compute before it
+    is spent: epochs full / with shared prefixes / with halving, and the time
+    at the bench's measured speed)."""
     from hpsearch.search.study.spec import SpecError, load_spec
 
-    rows = []
+    rows, compute = [], []
     for path in sorted(studies_dir.glob("*.toml")):
         try:
             spec = load_spec(path)
+            if spec.sampler == "grid":
+                compute.append([spec.name, *describe(spec.resolve())])
         except SpecError as e:  # one bad file is shown with its reason; the others are still listed
             rows.append([path.stem, "-", "-", "-", "-", "-", "-", "-", f"INVALID: {e}"])
             continue
@@ -52,25 +57,7 @@ def study_rows(studies_dir) -> list[list]:
         model = t.get("model") or (spec.space["model"].describe() if "model" in spec.space else "resnet-seed")
         rows.append([spec.name, spec.sampler, spec.pruner, spec.size_text(), f"{spec.budget:,}",
                      t.get("dataset", "synthetic"), model, spec.nominal_epochs, spec.description])
-    return rows
-
-
-def grid_compute_rows(studies_dir) -> list[list]:
-    """A grid study's compute before it is spent: epochs full / with shared
-    prefixes / with halving, and the time at the bench's measured speed."""
-    from hpsearch.search.study.spec import SpecError, load_spec
-
-    rows = []
-    for path in sorted(studies_dir.glob("*.toml")):
-        try:
-            spec = load_spec(path)
-            if spec.sampler != "grid":
-                continue
-            epochs, time = describe(spec.resolve())
-        except SpecError:  # listed as INVALID in the studies table
-            continue
-        rows.append([spec.name, epochs, time])
-    return rows
+    return rows, compute
 
 
 def trial_rows(study) -> list[dict]:
@@ -99,12 +86,12 @@ def print_status(study_name: str, storage: str | None, as_json: bool = False) ->
 
     study = load_existing_study(study_name, storage)
     rows = trial_rows(study)
+    represented, trained = spent(study.get_trials(deepcopy=False))
     try:
         best = study.best_trial
     except ValueError:
         best = None
     if as_json:
-        represented, trained = spent(study.get_trials(deepcopy=False))
         print(json.dumps({"study": study_name, "trials": rows, "best": best.number if best else None,
                           "epochs_represented": represented, "epochs_trained": trained}, indent=2, default=str))
         return
@@ -119,7 +106,6 @@ def print_status(study_name: str, storage: str | None, as_json: bool = False) ->
           fmt(r["param_count"], ","), fmt(r["best_val_acc"], ".4f"), r["epochs"], fmt(r["seconds"], ".1f"),
           (r["reason"] or "")[:60]] for r in rows],
     )
-    represented, trained = spent(study.get_trials(deepcopy=False))
     print(f"epochs: {trained:,} trained for {represented:,} represented in the trials' curves")
     if best is not None:
         print(f"best trial {best.number}: {study.directions[0].name.lower()} value {best.value:.4f}, "

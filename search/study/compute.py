@@ -23,18 +23,10 @@ from hpsearch.search.keys import TrialAttr
 
 @dataclass(frozen=True)
 class GridCompute:
-    cells: int
     full: int  # every cell trained alone to its last epoch
     shared: int  # with shared prefixes
     halving: int  # with shared prefixes and schedule-aware halving (synchronous plan)
     halving_alone: int  # halving without shared prefixes
-    reduction_factor: int
-    settle: float
-
-    def used(self, share_prefix: bool, halving: bool) -> int:
-        if halving:
-            return self.halving if share_prefix else self.halving_alone
-        return self.shared if share_prefix else self.full
 
 
 def plan(resolved) -> GridCompute:
@@ -68,8 +60,7 @@ def plan(resolved) -> GridCompute:
             total += sum(math.ceil(n / eta**k) * (edges[k + 1] - edges[k]) for k in range(len(edges) - 1))
         return total
 
-    return GridCompute(len(cells), full, shared, sum(trunk_epochs.values()) + halved(True), halved(False),
-                       eta, settle)
+    return GridCompute(full, shared, sum(trunk_epochs.values()) + halved(True), halved(False))
 
 
 def spent(trials) -> tuple[int, int]:

@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 
 from hpsearch.search.keys import TrialAttr
 from hpsearch.search.study.checkpoints import read_resume, study_checkpoint_dir
+from hpsearch.search.study.spec import cell_key
 from hpsearch.search.train.checkpoint import atomic_save
 from hpsearch.search.train.config import ConfigError, TrainConfig
 from hpsearch.search.train.optim import continue_schedule, schedule_fork
@@ -98,7 +99,7 @@ class SharedPrefixes:
             if config is None:
                 continue
             trunk = trunk_of(config)
-            self.trunk_by_cell[_cell_key(params)] = trunk
+            self.trunk_by_cell[cell_key(params)] = trunk
             if trunk.shares:
                 self.forks.setdefault(trunk.key, set()).add(trunk.fork)
 
@@ -160,35 +161,37 @@ class SharedPrefixes:
         its fork exists (or that shares nothing), then one that extends a
         trunk nobody is training (queued with its trunk, which is busy from
         then on), the shortest extension first."""
-        touched = {_cell_key(t.params) for t in trials if t.params and not t.user_attrs.get(TrialAttr.DUPLICATE)}
+        touched = {cell_key(t.params) for t in trials if t.params and not t.user_attrs.get(TrialAttr.DUPLICATE)}
         busy = self.busy_trunks(trials)
+        have: dict[str, list[int]] = {}  # snapshots on disk, listed once per trunk
         ready, extend, blocked = [], [], {}
         for params, _ in self.cells:
-            key = _cell_key(params)
+            key = cell_key(params)
             if key in touched:
                 continue
             trunk = self.trunk_by_cell.get(key)
-            have = self.snapshot_epochs(trunk) if trunk is not None and trunk.shares else []
-            if trunk is None or not trunk.shares or trunk.fork in have:
+            if trunk is None or not trunk.shares:
+                ready.append(params)
+                continue
+            if trunk.key not in have:
+                have[trunk.key] = self.snapshot_epochs(trunk)
+            if trunk.fork in have[trunk.key]:
                 ready.append(params)
             elif trunk.key in busy:
                 blocked[trunk.key] = busy[trunk.key]
             else:
-                extend.append((trunk.fork - max([e for e in have if e <= trunk.fork], default=0), params))
+                done = max([e for e in have[trunk.key] if e <= trunk.fork], default=0)
+                extend.append((trunk.fork - done, params, trunk))
         if ready:
             return rng.choice(ready), {}
         if extend:
-            shortest = min(n for n, _ in extend)
-            params = rng.choice([p for n, p in extend if n == shortest])
-            trunk = self.trunk_for(params)
+            shortest = min(n for n, _, _ in extend)
+            _, params, trunk = rng.choice([e for e in extend if e[0] == shortest])
             return params, {TrialAttr.TRUNK: trunk.key, TrialAttr.FORK_EPOCH: trunk.fork}
         if blocked:
             return None, "the cells left wait for trunks being trained by trial(s) " + ", ".join(
                 str(n) for n in sorted(set(blocked.values())))
         return None, "no cell left"
-
-    def trunk_for(self, params: dict[str, Any]) -> Trunk:
-        return self.trunk_by_cell[_cell_key(params)]
 
 
 def remove_trunk_snapshots(study_name: str, study_uid: str) -> int:
@@ -240,6 +243,3 @@ def _extends(t) -> bool:
     return t.state == TrialState.WAITING or (
         t.state == TrialState.RUNNING and max(t.intermediate_values, default=0) < fork)
 
-
-def _cell_key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)

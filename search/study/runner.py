@@ -27,7 +27,7 @@ from hpsearch.search.study.checkpoints import check_checkpoint_root, check_study
 from hpsearch.search.study.objective import Objective
 from hpsearch.search.study.owners import describe_running, retry_dead_local_trials
 from hpsearch.search.study.prefix import SharedPrefixes, remove_trunk_snapshots
-from hpsearch.search.study.spec import StudySpec, find_study_file, load_spec
+from hpsearch.search.study.spec import StudySpec, cell_key, find_study_file, load_spec
 from hpsearch.search.study.storage import resolve_storage_url, retry_callback
 from hpsearch.search.study.stores import OpenStudy, open_study, summarize
 from hpsearch.search.study.tracking import Tracker
@@ -85,7 +85,7 @@ def work_left(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     running = sum(t.state == TrialState.RUNNING for t in trials)
     if spec.sampler == "grid":
-        touched = {tuple(sorted(t.params.items())) for t in trials if t.params}
+        touched = {cell_key(t.params) for t in trials if t.params}
         fresh = spec.grid_size() - len(touched)
     else:
         origins = {t.user_attrs.get(TrialAttr.ORIGIN, t.number) for t in trials}

@@ -477,6 +477,11 @@ def _bundle(at: str, name: str, tables: list[dict]) -> Param:
     return Param(name, choices=tuple(tables))
 
 
+def cell_key(params: dict[str, Any]) -> tuple:
+    """A grid cell's identity: its Optuna params (encoded, so hashable)."""
+    return tuple(sorted(params.items()))
+
+
 def suggest(trial, spec: StudySpec) -> dict[str, Any]:
     """Ask the trial for every searched value (Optuna's encoding)."""
     params = {}

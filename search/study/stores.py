@@ -192,7 +192,7 @@ def record_study_summary(study: optuna.Study, tracker: Tracker, parent_run_id: s
     metrics = {f"trials_{words[s]}": n for s, n in counts.items()}
     metrics["trials"] = len(trials)
     metrics["compute_seconds"] = round(compute, 1)
-    represented, trained = spent(study.get_trials(deepcopy=False))
+    represented, trained = spent(trials)
     metrics["epochs_represented"] = represented
     metrics["epochs_trained"] = trained
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

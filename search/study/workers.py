@@ -45,12 +45,17 @@ def _gpu_count() -> int:
         return 0
 
 
+def cpu_threads(n: int) -> int:
+    """Torch threads of each of n CPU workers: their share of the cores."""
+    return max(1, (os.cpu_count() or 1) // n)
+
+
 def placement(n: int, gpus: int) -> str:
     """Where the workers train, in words: round robin over the GPUs (each
     worker sees one, as its cuda:0), several to a GPU when there are more
     workers than GPUs; CPU workers share the cores."""
     if gpus == 0:
-        return f"on the CPU, {max(1, (os.cpu_count() or 1) // n)} thread(s) each"
+        return f"on the CPU, {cpu_threads(n)} thread(s) each"
     per = {g: [i + 1 for i in range(n) if i % gpus == g] for g in range(gpus)}
     return "; ".join(f"worker(s) {', '.join(map(str, w))} on GPU {g}" for g, w in per.items() if w)
 
@@ -74,7 +79,7 @@ def run_workers(opts: RunOptions, n: int, poll_seconds: float = 2.0) -> int:
         # Each worker trains on its share of the cores; torch would otherwise
         # start as many threads as the machine has in every process.
         if gpus == 0:
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+            env.setdefault("OMP_NUM_THREADS", str(cpu_threads(n)))
         out = subprocess.DEVNULL if opts.quiet else None
         procs.append(subprocess.Popen(worker_args(opts), env=env, stdout=out, start_new_session=True))
     reporter.info(f"{opened.name}: started {n} workers (pids {', '.join(str(p.pid) for p in procs)}); "
