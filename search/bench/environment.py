@@ -6,6 +6,8 @@ import contextlib
 import os
 import platform
 import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,23 @@ def sync(device) -> None:
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed_steps(step: Callable[[int], None], device, warmup: int, steps: int) -> tuple[float, float]:
+    """(seconds of the first step, seconds per timed step after `warmup` steps)."""
+    sync(device)
+    start = time.perf_counter()
+    step(0)
+    sync(device)
+    first = time.perf_counter() - start
+    for i in range(1, warmup):
+        step(i)
+    sync(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    sync(device)
+    return first, (time.perf_counter() - start) / steps
 
 
 @contextlib.contextmanager

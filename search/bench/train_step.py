@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
-from hpsearch.search.bench.environment import Sizes, median, ratio, sync, threads
+from hpsearch.search.bench.environment import Sizes, median, ratio, sync, threads, timed_steps
 
 
 def _step_inputs(device, batch_size: int, n: int = 4):
@@ -23,23 +22,6 @@ def _step_inputs(device, batch_size: int, n: int = 4):
           .to(device) for _ in range(n)]
     ys = [torch.randint(0, 10, (batch_size,), generator=gen).to(device) for _ in range(n)]
     return xs, ys
-
-
-def _timed_steps(step: Callable[[int], None], device, warmup: int, steps: int) -> tuple[float, float]:
-    """(seconds of the first step, seconds per timed step after `warmup` steps)."""
-    sync(device)
-    start = time.perf_counter()
-    step(0)
-    sync(device)
-    first = time.perf_counter() - start
-    for i in range(1, warmup):
-        step(i)
-    sync(device)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    sync(device)
-    return first, (time.perf_counter() - start) / steps
 
 
 def _naive(config, device, xs, ys):
@@ -133,8 +115,8 @@ def bench_step(model_name: str, device, batch_size: int, sizes: Sizes, cores: in
     with threads(cores):
         naive, ours = _naive(config, device, xs, ys), _ours(config, device, xs, ys)
         for _ in range(sizes.rounds):
-            _, tn = _timed_steps(naive, device, sizes.step_warmup, sizes.step_steps)
-            _, to = _timed_steps(ours, device, sizes.step_warmup, sizes.step_steps)
+            _, tn = timed_steps(naive, device, sizes.step_warmup, sizes.step_steps)
+            _, to = timed_steps(ours, device, sizes.step_warmup, sizes.step_steps)
             rounds.append({"naive": batch_size / tn, "ours": batch_size / to})
         del naive, ours
         full, syncs = _full_loop(config, device, batch_size, sizes.step_steps)
@@ -162,7 +144,7 @@ def bench_compile(model_name: str, device, batch_size: int, sizes: Sizes, eager_
 
     config = TrainConfig(model=model_name, device=device.type, batch_size=batch_size, compile=True)
     xs, ys = _step_inputs(device, batch_size)
-    first, t = _timed_steps(_ours(config, device, xs, ys), device, max(sizes.step_warmup, 5), sizes.step_steps)
+    first, t = timed_steps(_ours(config, device, xs, ys), device, max(sizes.step_warmup, 5), sizes.step_steps)
     rate = batch_size / t
     gain = 1 / eager_rate - 1 / rate  # seconds saved per image
     return {
@@ -185,7 +167,7 @@ def bench_cudnn_benchmark(model_name: str, device, batch_size: int, sizes: Sizes
     before = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True
     try:
-        _, t = _timed_steps(_ours(config, device, xs, ys), device, sizes.step_warmup, sizes.step_steps)
+        _, t = timed_steps(_ours(config, device, xs, ys), device, sizes.step_warmup, sizes.step_steps)
     finally:
         torch.backends.cudnn.benchmark = before
     return {"images_per_s": batch_size / t, "speedup": ratio(batch_size / t, eager_rate)}

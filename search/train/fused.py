@@ -47,7 +47,7 @@ with `grouped=False`; with grouped convolutions a member's group position
 may move, which changes the rounding of the shapes above).
 
 On CPU fusing gains nothing: the convolutions are compute-bound and oneDNN's
-grouped kernels are slower than its plain ones (`measure`). The point is the
+grouped kernels are slower than its plain ones (`hpsearch bench --only fused`). The point is the
 GPU, where a small ResNet at batch 64 leaves most of the device idle.
 
 Not covered: `torch.compile` (refused), checkpoints and resume of a fused
@@ -59,7 +59,6 @@ single runs only in distribution when dropout is on.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -77,16 +76,13 @@ from hpsearch.search.train.loop import (
     SELECT_METRICS,
     EpochRecord,
     ExecutionPath,
-    StopTraining,
     TrainResult,
     augment_chunk,
+    end_epoch,
     epoch_images,
     epoch_seed,
-    improves,
     resolve_device,
     resume_point,
-    setup,
-    train_step,
 )
 from hpsearch.search.train.optim import build_optimizer, build_scheduler, build_warmup
 
@@ -579,7 +575,7 @@ def train_fused(
         for b, state in enumerate(list(trials.members)):
             i = index[id(state)]
             record = EpochRecord(epoch, train_loss[b], train_acc[b], val_loss[b], val_acc[b], lrs[b], seconds)
-            done = _end_of_epoch(record, state, b, callbacks[i], select)
+            done = end_epoch(record, state, callbacks[i], select, lambda b=b: member_state(trials.model, b))
             if done is None and epoch < state.config.epochs:
                 keep.append(b)
             else:
@@ -602,76 +598,3 @@ def train_fused(
         for i, s in enumerate(states)
     ]
 
-
-def _end_of_epoch(record: EpochRecord, state: MemberState, b: int, callbacks, select: str):
-    """A member's bookkeeping after an epoch, as `train()` does it: None to go
-    on, else its (status, reason)."""
-    state.history.append(record)
-    state.epoch = record.epoch
-    if not math.isfinite(record.train_loss) or not math.isfinite(record.val_loss):
-        return "diverged", (f"non-finite loss at epoch {record.epoch} "
-                            f"(train {record.train_loss}, val {record.val_loss})")
-    if improves(record, state, select):
-        state.best_val_acc, state.best_epoch = record.val_acc, record.epoch
-        state.best_state = member_state(state.trials.model, b)
-    try:
-        for cb in callbacks:
-            cb.on_epoch_end(record, state)
-    except StopTraining as stop:
-        return "stopped", str(stop) or f"stopped at epoch {record.epoch}"
-    return None
-
-
-# -- throughput -------------------------------------------------------------------
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure(configs: Sequence[TrainConfig], data: DataBundle, steps: int = 20, warmup: int = 3,
-            device: str | None = None, grouped: bool = True) -> dict[str, float]:
-    """Training images/s of one fused step of all members against the same
-    members stepped one after another (`train_step` on `setup()`'s objects, as
-    `train()` runs them), on fixed prepared batches (no data loading), after
-    `warmup` untimed steps. `device` overrides the configs' device; `grouped`
-    is `FusedConv2d`'s."""
-    if device is not None:
-        configs = [dataclasses.replace(c, device=device) for c in configs]
-    check_fusable(configs)
-    dev = resolve_device(configs[0].device)
-    bs = configs[0].batch_size
-    x = prepare_batch(data.train_x[:bs].to(dev), None, None)
-    y = data.train_y[:bs].to(dev)
-    trials = FusedTrials(configs, dev, data.train_y.numel(), grouped)
-    trials.model.train()
-    for d in trials.dropouts:
-        d.generators = [torch.Generator(device=dev).manual_seed(c.seed) for c in configs]
-    xf = x.repeat(1, len(configs), 1, 1).contiguous(memory_format=trials.path.memory_format)
-    yf = y.expand(len(configs), -1)
-
-    def timed(step_fn) -> float:
-        for _ in range(warmup):
-            step_fn()
-        _sync(dev)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step_fn()
-        _sync(dev)
-        return time.perf_counter() - start
-
-    fused_s = timed(lambda: trials.step(xf, yf))
-    runs = [setup(c, dev) for c in configs]
-    for r in runs:
-        r.model.train()
-    xs = x.contiguous(memory_format=runs[0].path.memory_format)
-
-    def sequential():
-        for r in runs:
-            train_step(r.forward, r.optimizer, r.criterion, xs, y, r.path.autocast)
-
-    seq_s = timed(sequential)
-    images = steps * bs * len(configs)
-    return {"members": len(configs), "fused_images_per_s": images / fused_s,
-            "sequential_images_per_s": images / seq_s, "speedup": seq_s / fused_s}

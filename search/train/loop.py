@@ -298,19 +298,9 @@ def train(
         scheduler.step()
         val_loss, val_acc = run.evaluate(val_x, val_y)
         record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - start)
-        state.history.append(record)
-        state.epoch = epoch
-        if not math.isfinite(train_loss) or not math.isfinite(val_loss):
-            status, reason = "diverged", f"non-finite loss at epoch {epoch} (train {train_loss}, val {val_loss})"
-            break
-        if improves(record, state, select):
-            state.best_val_acc, state.best_epoch = val_acc, epoch
-            state.best_state = _cpu_state(model)
-        try:
-            for cb in callbacks:
-                cb.on_epoch_end(record, state)
-        except StopTraining as stop:
-            status, reason = "stopped", str(stop) or f"stopped at epoch {epoch}"
+        ended = end_epoch(record, state, callbacks, select, lambda: _cpu_state(model))
+        if ended is not None:
+            status, reason = ended
             break
 
     return TrainResult(
@@ -327,6 +317,26 @@ def train(
 
 
 SELECT_METRICS = ("val_acc", "val_loss")
+
+
+def end_epoch(record: EpochRecord, state, callbacks, select: str, weights) -> tuple[str, str] | None:
+    """After an epoch, for `train()` and each fused trial alike: record it,
+    stop on a non-finite loss, keep the best epoch's `weights()` (a CPU copy)
+    and run the callbacks; None to go on, else (status, reason)."""
+    state.history.append(record)
+    state.epoch = record.epoch
+    if not math.isfinite(record.train_loss) or not math.isfinite(record.val_loss):
+        return "diverged", (f"non-finite loss at epoch {record.epoch} "
+                            f"(train {record.train_loss}, val {record.val_loss})")
+    if improves(record, state, select):
+        state.best_val_acc, state.best_epoch = record.val_acc, record.epoch
+        state.best_state = weights()
+    try:
+        for cb in callbacks:
+            cb.on_epoch_end(record, state)
+    except StopTraining as stop:
+        return "stopped", str(stop) or f"stopped at epoch {record.epoch}"
+    return None
 
 
 def improves(record: EpochRecord, state: TrainState, select: str) -> bool:
