@@ -149,6 +149,15 @@ def text_with(*words):
     return check
 
 
+def open_artifact(driver, ui, is_run, path: str) -> None:
+    """The MLflow UI's artifact viewer on `path` of the study's run that `is_run` picks."""
+    base, _, root = ui
+    _, experiment, runs = runs_of(root)
+    run = next(r for r in runs if is_run(r))
+    open_page(driver, f"{base}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+                      f"/artifacts/{path}?workflowType=machine_learning")
+
+
 def runs_of(root):
     from mlflow.tracking import MlflowClient
 
@@ -205,22 +214,14 @@ def test_trial_run_page_says_what_the_trial_was(ui, browser):
 
 
 def test_trial_learning_curves_render_in_the_artifact_viewer(ui, browser):
-    base, _, root = ui
-    _, experiment, runs = runs_of(root)
-    trial = next(r for r in runs if r.data.tags.get("optuna.trial_number") == "1")
-    open_page(browser, f"{base}/#/experiments/{experiment.experiment_id}/runs/{trial.info.run_id}"
-                f"/artifacts/plots/learning_curves.png?workflowType=machine_learning")
+    open_artifact(browser, ui, lambda r: r.data.tags.get("optuna.trial_number") == "1", "plots/learning_curves.png")
     drawn = wait_until(browser, lambda d: d.execute_script(IMAGE_DRAWN), "the learning-curve image")
     assert drawn["width"] >= 600 and drawn["colours"] >= 4, drawn
 
 
 def test_parent_figures_page_renders_in_the_artifact_viewer(ui, browser):
-    base, _, root = ui
-    _, experiment, runs = runs_of(root)
-    parent = next(r for r in runs if r.data.tags.get("hpsearch.role") == "study")
-    open_page(browser, f"{base}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}"
-                f"/artifacts/plots/study.html?workflowType=machine_learning")
-
+    open_artifact(browser, ui, lambda r: r.data.tags.get("hpsearch.role") == "study", "plots/study.html")
+    root = ui[2]
     expected = (root / "mlruns" / "plots" / "seen" / "study.html").read_text().count("Plotly.newPlot(")
     assert expected >= 4
 
