@@ -31,6 +31,7 @@ class TrialAttr:
     FORK_EPOCH = "fork_epoch"  # shared prefixes: the epoch the cell leaves its trunk
     PREFIX_EPOCHS = "prefix_epochs"  # shared prefixes: epochs taken from trunk snapshots, trained elsewhere
     PREFIX_SEGMENTS = "prefix_segments"  # shared prefixes: [first, last, MLflow run, trial] of those epochs
+    FUSED_WITH = "fused_with"  # `--fuse`: the trials (numbers) trained together as one fused model
 
 
 class StudyAttr:
@@ -77,6 +78,7 @@ class Tag:
     PREFIX_EPOCHS = "hpsearch.prefix_epochs"  # epochs logged here that were trained in other runs
     PREFIX_TRAINED_IN = "hpsearch.prefix_trained_in"  # "1-50: run <id> (trial 3); ..."
     TRUNK = "hpsearch.trunk"
+    FUSED_WITH = "hpsearch.fused_with"  # `--fuse`: the trials trained together with this one as one fused model
     OUTCOME = "hpsearch.outcome"  # a trial's fate in words: "complete", "pruned at epoch 2", ...
     # tags MLflow's own UI reads (checked in MLflow 3.17's server/js bundle)
     DESCRIPTION = "mlflow.note.content"  # a run's (or experiment's) description, markdown

@@ -37,10 +37,15 @@ from hpsearch.search.errors import UserError
 @click.option("--no-wait", is_flag=True,
               help="When nothing is left to start but trials run elsewhere, exit (saying which) instead of "
                    "waiting for them to finish or go stale.")
+@click.option("--fuse", default="auto", show_default=True, metavar="N|auto",
+              help="Train up to N trials of one architecture and batch size together as one fused model, each "
+                   "still its own Optuna trial and MLflow run; auto: what `hpsearch bench` measured fastest on "
+                   "this device, else 1.")
 @click.option("--quiet", is_flag=True, help="Plain, minimal output.")
 def run_cmd(study_ref, n_trials, epochs, storage, tracking_uri, data_dir, dataset, device, seed,
-            study_name, sets, workers, retry_failed, no_wait, quiet):
+            study_name, sets, workers, retry_failed, no_wait, fuse, quiet):
     """Run or resume a study: every trial searched, pruned or completed, all tracked."""
+    from hpsearch.search.study.fusion import parse_fuse
     from hpsearch.search.study.runner import RunOptions, run_study
 
     if workers < 1:
@@ -48,7 +53,7 @@ def run_cmd(study_ref, n_trials, epochs, storage, tracking_uri, data_dir, datase
     opts = RunOptions(study=study_ref, n_trials=n_trials, epochs=epochs, storage=storage,
                       tracking_uri=tracking_uri, data_dir=data_dir, dataset=dataset, device=device,
                       seed=seed, study_name=study_name, sets=tuple(sets), quiet=quiet,
-                      retry_failed=retry_failed, no_wait=no_wait)
+                      retry_failed=retry_failed, no_wait=no_wait, fuse=parse_fuse(fuse))
     if workers > 1:
         from hpsearch.search.study.workers import run_workers
 

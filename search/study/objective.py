@@ -12,6 +12,7 @@ import shutil
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from hpsearch.search.study.stores import OpenStudy
 from hpsearch.search.study.tracking import EpochLogger, log_config, log_outputs, trial_run_name
 from hpsearch.search.train.checkpoint import atomic_save
 from hpsearch.search.train.config import ConfigError, TrainConfig
-from hpsearch.search.train.loop import StopTraining, TrainState, train
+from hpsearch.search.train.loop import StopTraining, TrainResult, TrainState, train
 
 
 class TrialFailed(Exception):
@@ -101,14 +102,33 @@ class EpochCheckpoint:
             self._pool.shutdown(wait=True)
 
 
+@dataclass(eq=False)
+class PreparedTrial:
+    """A trial ready to train (`Objective.prepare`): what `train()` (or a
+    fused group) needs, and what `Objective.finish` records afterwards."""
+
+    trial: optuna.Trial
+    config: TrainConfig
+    resume: dict[str, Any] | None
+    run_id: str
+    tracker: Any  # the study's Tracker (wrapped by the stopwatch when the bench times it)
+    callbacks: list
+    epoch_checkpoint: EpochCheckpoint
+    ckpt_dir: Path
+    origin: int
+    nominal: dict[str, Any]
+    params: dict[str, Any]
+
+
 class Objective:
     """Called by Optuna once per trial. `stopwatch` (see `timing`) times the
     work outside the epochs when `hpsearch bench` asks; by default it is off."""
 
     def __init__(self, opened: OpenStudy, data: DataBundle, progress=None, cells: int | None = None, stopwatch=timing.OFF,
-                 prefixes: SharedPrefixes | None = None):
+                 prefixes: SharedPrefixes | None = None, picks_cells: bool = False):
         self.opened = opened
         self.prefixes = prefixes
+        self.picks_cells = picks_cells or prefixes is not None  # cells are enqueued by the runner
         self.data = data
         self.progress = progress
         self.cells = cells
@@ -124,8 +144,8 @@ class Objective:
             return
         frozen = trial.study.get_trials(deepcopy=False)[trial.number]
         retry = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen) is not None
-        if self.prefixes is not None and not retry and "fixed_params" not in frozen.system_attrs:
-            # Shared prefixes: cells are queued by the runner; a fresh trial made
+        if self.picks_cells and not retry and "fixed_params" not in frozen.system_attrs:
+            # Shared prefixes or fusion: cells are queued by the runner; a fresh trial made
             # because another process took the queued one has no cell of its own.
             trial.set_user_attr(TrialAttr.DUPLICATE, True)
             raise GridDuplicate("no cell queued for this trial (another worker took it)")
@@ -141,11 +161,17 @@ class Objective:
 
     # -- the objective --------------------------------------------------------
     def __call__(self, trial: optuna.Trial) -> float:
+        return self.guarded(trial, lambda: self._run(trial))
+
+    def guarded(self, trial: optuna.Trial, step: Callable[[], Any]):
+        """`step()`, with a failure outside training (a store, a folder)
+        recorded in both stores as an error, which the next run retries, and
+        raised as TrialFailed."""
         try:
-            return self._run(trial)
+            return step()
         except (optuna.TrialPruned, TrialFailed, GridDuplicate, KeyboardInterrupt, SystemExit):
             raise
-        except Exception as e:  # outside training (a store, a folder): recorded, and retried by the next run
+        except Exception as e:
             reason = f"{type(e).__name__}: {e}".splitlines()[0]
             trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
             trial.set_user_attr(TrialAttr.FAIL_KIND, "error")
@@ -155,6 +181,14 @@ class Objective:
             raise TrialFailed(reason) from e
 
     def _run(self, trial: optuna.Trial) -> float:
+        prepared = self.prepare(trial)
+        return self.finish(prepared, self.train_one(prepared))
+
+    def prepare(self, trial: optuna.Trial) -> PreparedTrial:
+        """Everything before training: the trial's values, config and seed, its
+        checkpoint or trunk snapshot to resume from, its MLflow run and the
+        epoch callbacks. Raises TrialPruned (over budget), TrialFailed (invalid)
+        or GridDuplicate before anything is trained."""
         o, spec, sw = self.opened, self.opened.resolved.spec, self.stopwatch
         sw.start_trial(trial.number)
         trial.set_user_attr(TrialAttr.OWNER, this_process())
@@ -264,43 +298,105 @@ class Objective:
                 segments=trial.user_attrs.get(TrialAttr.PREFIX_SEGMENTS, []), run_id=run_id, origin=origin))
         if self.progress is not None:
             callbacks.append(self.progress.epoch_callback(trial.number, config.epochs))
+        return PreparedTrial(trial, config, resume, run_id, tracker, callbacks, epoch_checkpoint, ckpt_dir, origin,
+                             nominal, params)
+
+    def train_one(self, p: PreparedTrial) -> TrainResult:
+        """Train a prepared trial alone (`train()`)."""
         try:
             try:
-                with sw.section("train_outside_epochs"):
-                    result = train(config, self.data, callbacks, resume=resume, select=spec.metric)
+                with self.stopwatch.section("train_outside_epochs"):
+                    result = train(p.config, self.data, p.callbacks, resume=p.resume,
+                                   select=self.opened.resolved.spec.metric)
             finally:
-                write_error = epoch_checkpoint.close()  # the last epoch's write and MLflow record land first
+                write_error = p.epoch_checkpoint.close()  # the last epoch's write and MLflow record land first
             if write_error is not None:
                 raise write_error
         except (KeyboardInterrupt, SystemExit):
-            # Recorded as interrupted in both stores and queued again with the
-            # same parameters (Optuna's retry callback, as for a dead worker),
-            # so the next `hpsearch run` resumes it from its epoch checkpoint.
-            tracker.finish(run_id, "INTERRUPTED", "interrupted by signal")
-            frozen = trial.study.get_trials(deepcopy=False)[trial.number]
-            retry_callback()(trial.study, frozen)
-            trial.set_user_attr(TrialAttr.FAIL_REASON, "interrupted")
+            self.interrupted(p)
             raise
         except Exception as e:
-            reason = f"{type(e).__name__}: {e}".splitlines()[0]
-            trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
-            trial.set_user_attr(TrialAttr.FAIL_KIND, "error")
-            tracker.set_tags(run_id, {Tag.TRACEBACK: traceback.format_exc()[-4000:]})
-            tracker.finish(run_id, "FAIL", reason)
-            raise TrialFailed(reason) from e
+            self.errored(p, e)
+        return result
 
+    def train_group(self, members: list[PreparedTrial]) -> list[TrainResult | TrialFailed]:
+        """Train prepared trials (none resuming) together as one fused model
+        (`train_fused`): per member its result, or TrialFailed when training
+        failed (recorded in both stores). Each member's callbacks are its own:
+        it reports to its Optuna trial, is pruned alone, logs to its MLflow run
+        and writes its epoch checkpoint in `train()`'s format."""
+        from hpsearch.search.train.fused import train_fused
+        from hpsearch.search.train.loop import resolve_device
+
+        numbers = [p.trial.number for p in members]
+        for p in members:
+            p.trial.set_user_attr(TrialAttr.FUSED_WITH, numbers)
+            p.tracker.set_tags(p.run_id, {Tag.FUSED_WITH: ", ".join(map(str, numbers))})
+        # Grouped convolutions are the fusion on a GPU; on a CPU oneDNN's grouped
+        # kernels are slower than its plain ones, and one convolution call per
+        # member keeps every member bit-identical to its trial alone there.
+        grouped = resolve_device(members[0].config.device).type == "cuda"
+        try:
+            try:
+                with self.stopwatch.section("train_outside_epochs"):
+                    results: list = train_fused([p.config for p in members], self.data, [p.callbacks for p in members],
+                                                select=self.opened.resolved.spec.metric, grouped=grouped)
+            finally:
+                write_errors = [p.epoch_checkpoint.close() for p in members]
+        except (KeyboardInterrupt, SystemExit):
+            for p in members:
+                self.interrupted(p)
+            raise
+        except Exception as e:
+            results = [e] * len(members)
+            write_errors = [None] * len(members)
+        out: list[TrainResult | TrialFailed] = []
+        for p, result, write_error in zip(members, results, write_errors):
+            error = write_error if write_error is not None else result if isinstance(result, Exception) else None
+            if error is None:
+                out.append(result)
+                continue
+            try:
+                self.errored(p, error)
+            except TrialFailed as failed:
+                out.append(failed)
+        return out
+
+    def interrupted(self, p: PreparedTrial) -> None:
+        """Record an interrupt in both stores and queue the trial again with
+        the same parameters (Optuna's retry callback, as for a dead worker),
+        so the next `hpsearch run` resumes it from its epoch checkpoint."""
+        p.tracker.finish(p.run_id, "INTERRUPTED", "interrupted by signal")
+        frozen = p.trial.study.get_trials(deepcopy=False)[p.trial.number]
+        retry_callback()(p.trial.study, frozen)
+        p.trial.set_user_attr(TrialAttr.FAIL_REASON, "interrupted")
+
+    def errored(self, p: PreparedTrial, e: BaseException, tb: str | None = None):
+        """Record a failure during training in both stores; raises TrialFailed."""
+        reason = f"{type(e).__name__}: {e}".splitlines()[0]
+        p.trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
+        p.trial.set_user_attr(TrialAttr.FAIL_KIND, "error")
+        p.tracker.set_tags(p.run_id, {Tag.TRACEBACK: (tb or "".join(traceback.format_exception(e)))[-4000:]})
+        p.tracker.finish(p.run_id, "FAIL", reason)
+        raise TrialFailed(reason) from e
+
+    def finish(self, p: PreparedTrial, result: TrainResult) -> float:
+        """Record a trained trial's outcome in both stores: its value, or
+        TrialPruned / TrialFailed raised for Optuna."""
+        trial, config, run_id, tracker = p.trial, p.config, p.run_id, p.tracker
+        spec = self.opened.resolved.spec
         trial.set_user_attr(TrialAttr.EPOCHS_RUN, result.epochs_run)
         trial.set_user_attr(TrialAttr.BEST_EPOCH, result.best_epoch)
         trial.set_user_attr(TrialAttr.BEST_VAL_ACC, result.best_val_acc)
-        with sw.section("mlflow_outputs_and_best_checkpoint"):
-            self._log_outputs(trial, run_id, config, result, origin, nominal, params)
+        with self.stopwatch.section("mlflow_outputs_and_best_checkpoint"):
+            self._log_outputs(trial, run_id, config, result, p.origin, p.nominal, p.params)
         if result.status == "diverged":
             trial.set_user_attr(TrialAttr.FAIL_REASON, result.reason)
             trial.set_user_attr(TrialAttr.FAIL_KIND, "diverged")
             tracker.finish(run_id, "FAIL", result.reason)
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            shutil.rmtree(p.ckpt_dir, ignore_errors=True)
             raise TrialFailed(result.reason)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(p.ckpt_dir, ignore_errors=True)
         if result.status == "stopped":
             trial.set_user_attr(TrialAttr.PRUNE_REASON, result.reason)
             tracker.finish(run_id, "PRUNED", result.reason, **{Tag.PRUNED_EPOCH: result.epochs_run})

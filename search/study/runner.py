@@ -24,6 +24,7 @@ from hpsearch.search.keys import StudyAttr, TrialAttr
 from hpsearch.search.progress import Reporter, StudyProgress
 from hpsearch.search.study import timing
 from hpsearch.search.study.checkpoints import check_checkpoint_root, check_study_name
+from hpsearch.search.study.fusion import FusedRounds, resolve_fuse
 from hpsearch.search.study.objective import Objective
 from hpsearch.search.study.owners import describe_running, retry_dead_local_trials
 from hpsearch.search.study.prefix import SharedPrefixes, remove_trunk_snapshots
@@ -56,6 +57,7 @@ class RunOptions:
     stopwatch: Any = timing.OFF  # `hpsearch bench` times the work outside the epochs
     retry_failed: bool = True  # queue again the trials that failed with an error (not diverged ones)
     no_wait: bool = False  # exit instead of waiting for trials that run elsewhere
+    fuse: str | int = "auto"  # trials per fused model (`fusion.resolve_fuse`)
 
 
 def prepare(opts: RunOptions):
@@ -73,6 +75,7 @@ def prepare(opts: RunOptions):
     resolve_device(resolved.fixed.get("device", TrainConfig().device))  # no GPU: one line, nothing written
     check_study_name(opts.study_name or spec.name)
     check_checkpoint_root()
+    resolve_fuse(opts.fuse, resolved)  # a bad --fuse: one line, nothing written
     return spec, resolved
 
 
@@ -126,7 +129,9 @@ def prepare_stores(opts: RunOptions):
     data = resolved.data_config().load(opts.data_dir)
     probe_storage(opts.storage)
     tracker = Tracker(opts.tracking_uri)
-    opened = open_study(resolved, opts.study_name or spec.name, opts.storage, tracker)
+    fuse, _ = resolve_fuse(opts.fuse, resolved)
+    opened = open_study(resolved, opts.study_name or spec.name, opts.storage, tracker,
+                        picks_cells=fuse > 1 and spec.sampler == "grid")
     if data.name == "cifar10":  # `promote` reads the test split from the same folder
         from hpsearch.data import default_data_dir
 
@@ -162,10 +167,12 @@ def run_study(opts: RunOptions) -> OpenStudy:
         return opened
 
     planned = max(1, left if opts.n_trials is None else min(left, opts.n_trials))
+    fuse, fuse_why = resolve_fuse(opts.fuse, opened.resolved)
     reporter.info(
         f"study {name}: {spec.sampler} sampler, {spec.pruner} pruner, {spec.size_text()}; "
-        f"{left} left, running {planned} here; storage {resolve_storage_url(opts.storage)}, "
-        f"tracking {opened.tracker.uri}"
+        f"{left} left, running {planned} here"
+        + (f", up to {fuse} at a time as one fused model ({fuse_why})" if fuse > 1 else "")
+        + f"; storage {resolve_storage_url(opts.storage)}, tracking {opened.tracker.uri}"
     )
     progress = StudyProgress(reporter, name, planned, spec.direction)
     try:
@@ -173,9 +180,11 @@ def run_study(opts: RunOptions) -> OpenStudy:
     except ValueError:
         pass  # no completed trial yet: nothing to show as best
     prefixes = SharedPrefixes(opened) if spec.share_prefix else None
+    picks_cells = fuse > 1 and spec.sampler == "grid"
     objective = Objective(opened, data, progress=progress, cells=spec.grid_size(),
-                          stopwatch=opts.stopwatch, prefixes=prefixes)
+                          stopwatch=opts.stopwatch, prefixes=prefixes, picks_cells=picks_cells)
     rng = random.Random()  # which ready cell this process takes: workers spread over the cells
+    rounds = FusedRounds(study, objective, fuse, picks_cells, rng) if fuse > 1 else None
     ran, last_wait = 0, None
     with sigterm_as_interrupt():
         try:
@@ -198,15 +207,18 @@ def run_study(opts: RunOptions) -> OpenStudy:
                     time.sleep(WAIT_POLL_SECONDS)
                     recover(study, reporter)
                     continue
-                ours: list = []  # the trial this process ran, not the study's newest (other workers add theirs)
-                study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_Collect(ours)])
-                ran += 1
-                if not ours:
-                    continue
-                last = ours[-1]
-                _report_trial(progress, last)
-                if last.user_attrs.get(TrialAttr.DUPLICATE):
-                    ran -= 1  # not a trial of ours: GridSampler handed out a taken cell
+                if rounds is not None:
+                    ours = rounds.run(fuse if opts.n_trials is None else opts.n_trials - ran)
+                    if not ours:
+                        break  # nothing could be asked (cannot happen while work is left; never spin)
+                else:
+                    ours = []  # the trial this process ran, not the study's newest (other workers add theirs)
+                    study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_Collect(ours)])
+                    ran += not ours
+                for last in ours:
+                    _report_trial(progress, last)
+                    # a duplicate is not a trial of ours: GridSampler handed out a taken cell
+                    ran += not last.user_attrs.get(TrialAttr.DUPLICATE)
         except KeyboardInterrupt:
             progress.close()
             if work_left(study, spec)[1] == 0:

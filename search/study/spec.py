@@ -495,14 +495,17 @@ def suggest(trial, spec: StudySpec) -> dict[str, Any]:
     return params
 
 
-def make_sampler(spec: StudySpec, seed: int | None = None):
+def make_sampler(spec: StudySpec, seed: int | None = None, picks_cells: bool = False):
+    """The study's sampler; `picks_cells`: this process enqueues the grid's
+    cells itself (`run --fuse`), as it always does with shared prefixes."""
     import optuna
 
     seed = spec.seed if seed is None else seed
-    if spec.share_prefix:
-        # Cells are chosen by `prefix.SharedPrefixes.next_cell` and enqueued with
-        # their values, so no sampler picks them; GridSampler's after_trial
-        # expects grid ids of its own on every trial, which enqueued ones lack.
+    if spec.share_prefix or (picks_cells and spec.sampler == "grid"):
+        # Cells are chosen by `prefix.SharedPrefixes.next_cell` (or
+        # `fusion.pick_cells`) and enqueued with their values, so no sampler
+        # picks them; GridSampler's after_trial expects grid ids of its own on
+        # every trial, which enqueued ones lack.
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "grid":
         return optuna.samplers.GridSampler(spec.search_space(), seed=seed)

@@ -65,7 +65,8 @@ def _differences(stored: dict, now: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def open_study(resolved: Resolved, study_name: str, storage_url: str | None, tracker: Tracker) -> OpenStudy:
+def open_study(resolved: Resolved, study_name: str, storage_url: str | None, tracker: Tracker,
+               picks_cells: bool = False) -> OpenStudy:
     spec = resolved.spec
     url = resolve_storage_url(storage_url)
     storage = open_storage(url)
@@ -77,7 +78,7 @@ def open_study(resolved: Resolved, study_name: str, storage_url: str | None, tra
         study = optuna.create_study(
             study_name=study_name,
             storage=storage,
-            sampler=make_sampler(spec),
+            sampler=make_sampler(spec, picks_cells=picks_cells),
             pruner=make_pruner(spec),
             direction=spec.direction,
             load_if_exists=True,

@@ -26,7 +26,7 @@ def worker_args(opts: RunOptions) -> list[str]:
     for flag, value in (("--n-trials", opts.n_trials), ("--epochs", opts.epochs), ("--storage", opts.storage),
                         ("--tracking-uri", opts.tracking_uri), ("--data-dir", opts.data_dir),
                         ("--dataset", opts.dataset), ("--device", opts.device), ("--seed", opts.seed),
-                        ("--study-name", opts.study_name)):
+                        ("--study-name", opts.study_name), ("--fuse", opts.fuse)):
         if value is not None:
             args += [flag, str(value)]
     for s in opts.sets:

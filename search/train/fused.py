@@ -165,6 +165,10 @@ class _BatchedLinear(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
+        # Summed in the layout F.linear sums its bias gradient in: strided (as the
+        # incoming (N, B*out) gradient is), the sum rounds otherwise (seen: 4
+        # members off in fc.bias after one step, 2 members not).
+        grad = grad.contiguous()
         return torch.bmm(grad, weight), torch.bmm(grad.transpose(1, 2), x), grad.sum(1)
 
 
