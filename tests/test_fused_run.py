@@ -142,3 +142,20 @@ def test_fuse_auto_is_one_on_the_cpu(workdir, cli):
     assert "fused model" not in out
     storage = f"sqlite:///{workdir}/mlruns/optuna.db"
     assert all("fused_with" not in t.user_attrs for t in by_cell(storage, "auto").values())
+
+
+def test_two_fusing_workers_train_every_cell_once(workdir):
+    spec = grid_file(workdir, "two", space={"lr": [0.02, 0.05, 0.1, 0.2], "weight_decay": [1e-4, 5e-4]})
+    code, out = finish(hpsearch(workdir, "run", "--study", spec, "--workers", 2, "--fuse", 4))
+    assert code == 0, out
+    storage = f"sqlite:///{workdir}/mlruns/optuna.db"
+    trials = [t for t in optuna.load_study(study_name="two", storage=storage).get_trials()
+              if not t.user_attrs.get("duplicate")]
+    assert sorted(t.state.name for t in trials) == ["COMPLETE"] * 8, [(t.number, t.state.name) for t in trials]
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 8  # every cell once
+    assert all(len(t.intermediate_values) == EPOCHS for t in trials)
+    assert any(len(t.user_attrs.get("fused_with", [])) > 1 for t in trials)
+    client = MlflowClient(f"sqlite:///{workdir}/mlruns/mlflow.db")
+    parent = [r for r in client.search_runs([client.get_experiment_by_name("two").experiment_id])
+              if r.data.tags.get("hpsearch.role") == "study"]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"

@@ -208,7 +208,7 @@ def run_study(opts: RunOptions) -> OpenStudy:
                     recover(study, reporter)
                     continue
                 if rounds is not None:
-                    ours = rounds.run(fuse if opts.n_trials is None else opts.n_trials - ran)
+                    ours = rounds.run(min(left, fuse if opts.n_trials is None else opts.n_trials - ran))
                     if not ours:
                         break  # nothing could be asked (cannot happen while work is left; never spin)
                 else:
