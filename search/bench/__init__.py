@@ -138,7 +138,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         say(f"accuracy of the step variants: {model}, batch {batch_size}, {sizes.paths_seeds} seed(s) x "
             f"{sizes.parity_epochs} epoch(s) a class, on real digits ...")
         result["paths"] = attempt(lambda: bench_paths(
-            model, device, batch_size, steps["variants"] if steps else {}, sizes, say))
+            model, device, batch_size, steps["variants"] if steps else {}, sizes, say, opts.quick))
         save()
         if "classes" in result["paths"]:
             keep("accuracy", model, result["paths"])
