@@ -3,13 +3,17 @@ must exist and be positive; their size is not asserted (CI machines vary)."""
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 
 def positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_quick_bench_prints_and_writes_every_figure(cli, workdir, mnist_wheel):  # parity and grid cost read real digits
+def test_quick_bench_prints_and_writes_every_figure(cli, workdir, mnist_wheel, monkeypatch):  # parity and grid cost read real digits
+    monkeypatch.setenv("HPSEARCH_SPEEDS", str(workdir / "speeds.json"))
     out = workdir / "bench.json"
     result = cli("bench", "--quick", "--device", "cpu", "--json", out)
     for needle in ("data path", "training step", "search overhead", "grid cost", "as one model", "bench.json"):
@@ -29,7 +33,28 @@ def test_quick_bench_prints_and_writes_every_figure(cli, workdir, mnist_wheel): 
     s = r["train_step"]
     for key in ("naive_images_per_s", "ours_images_per_s", "ratio", "ours_with_augmentation_images_per_s"):
         assert positive(s[key]), key
-    assert s["ours_path"] == {"channels_last": False, "bf16_autocast": False, "compile": False}  # CPU
+    assert s["ours_path"] == {"channels_last": False, "bf16_autocast": False, "compile": "off",
+                              "fused_sgd": False}  # nothing measured on this CPU: plain fp32
+    assert "nothing measured" in s["ours_why"]
+
+    v = r["step_variants"]  # every eager variant and fused SGD, at the CPU's one batch size; no compile with --quick
+    assert v["batch_sizes"] == [64] and v["compile_skipped"] == []
+    row = v["by_batch_size"]["64"]
+    assert positive(row["plain_images_per_s"])
+    assert {"fp32", "fp32+cl", "bf16", "bf16+cl"} < set(row["variants"])
+    assert sum("fused_sgd" in k for k in row["variants"]) == 1
+    assert all(positive(x["images_per_s"]) and positive(x["vs_plain"]) for x in row["variants"].values())
+    p = r["paths"]  # the accuracy check: fp32 and bf16, two seeds each
+    assert set(p["classes"]) == {"fp32", "bf16"} and p["classes"]["fp32"]["keeps_accuracy"] is True
+    assert all(len(c["val_acc"]) == 2 and c["tolerance"] >= 0.01 for c in p["classes"].values())
+    assert set(r["defaults"]["64"]) == {"3_epochs", "200_epochs"}
+    assert "defaults on this device" in result.output
+    assert not (workdir / "speeds.json").exists()  # --quick figures are not kept
+    pr = r["processes"]
+    assert [row["processes"] for row in pr["rows"]] == [1, 2] and pr["mps"]["running"] is False
+    summary = subprocess.run([sys.executable, str(GPU_SUMMARY), str(workdir)], capture_output=True, text=True)
+    assert summary.returncode == 0, summary.stderr
+    assert "bench.json" in summary.stdout and "fp32+cl" in summary.stdout and "worker processes" in summary.stdout
 
     o = r["search_overhead"]
     assert 0 < o["fraction"] < 1 and positive(o["mean_trial_seconds"])
@@ -53,3 +78,26 @@ def test_quick_bench_prints_and_writes_every_figure(cli, workdir, mnist_wheel): 
 def test_bench_refuses_an_unknown_model_in_one_line(cli, workdir):
     r = cli("bench", "--quick", "--device", "cpu", "--model", "resnet-huge", ok=False)
     assert r.exit_code == 2 and "unknown preset 'resnet-huge'" in r.output and "Traceback" not in r.output
+
+
+GPU_SUMMARY = Path(__file__).resolve().parents[1] / ".ci" / "gpu_summary.py"
+
+
+def test_quick_processes_part_runs_real_worker_processes(cli, workdir, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_SPEEDS", str(workdir / "speeds.json"))  # the workers inherit it: nothing measured
+    out = workdir / "procs.json"
+    result = cli("bench", "--quick", "--device", "cpu", "--only", "processes", "--json", out)
+    assert "worker process" in result.output
+    p = json.loads(out.read_text())["processes"]
+    cores = json.loads(out.read_text())["cores"]
+    assert [r["processes"] for r in p["rows"]] == [1, 2] and p["rows"][0]["vs_one_process_alone"] == 1.0
+    for r in p["rows"]:
+        assert len(r["workers"]) == r["processes"] and r["threads_each"] == max(1, cores // r["processes"])
+        assert all(w["steps"] > 0 and positive(w["images_per_s"]) for w in r["workers"])
+        assert math.isclose(r["aggregate_images_per_s"], sum(w["images_per_s"] for w in r["workers"]))
+    assert p["path"]["precision"] == "fp32"
+
+
+def test_bench_refuses_bad_batch_sizes_in_one_line(cli, workdir):
+    r = cli("bench", "--quick", "--device", "cpu", "--batch-sizes", "32,x", ok=False)
+    assert r.exit_code == 2 and "--batch-sizes '32,x': expected integers" in r.output and "Traceback" not in r.output

@@ -39,12 +39,15 @@ from typing import Any
 from hpsearch.search.bench.data_path import bench_data
 from hpsearch.search.bench.environment import SIZES, default_model, environment, usable_cores
 from hpsearch.search.bench.overhead import bench_overhead
-from hpsearch.search.bench.train_step import bench_compile, bench_cudnn_benchmark, bench_step
+from hpsearch.search.bench.train_step import bench_all_variants, bench_step
 
-PARTS = ("data", "step", "fused", "overhead", "parity", "search")
+PARTS = ("data", "step", "paths", "fused", "processes", "overhead", "parity", "search")
+CUDA_BATCH_SIZES = (32, 64, 256, 512)
+RUN_LENGTHS = (3, 200)  # epochs of the runs whose defaults the bench prints (smoke trial, the report's)
+CIFAR10_TRAIN = 45_000  # a CIFAR-10 epoch with a 5,000-image hold-out
 
 
-def _attempt(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def attempt(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """A part's figures, or the one-line reason it failed (the other parts still run)."""
     try:
         return fn()
@@ -53,6 +56,7 @@ def _attempt(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"error": f"{type(e).__name__}: {text[0] if text else ''}"[:500]}
 
 
+_attempt = attempt
 
 @dataclass(frozen=True)
 class BenchOptions:
@@ -63,6 +67,7 @@ class BenchOptions:
     quick: bool = False
     parts: tuple[str, ...] = PARTS
     rounds: int | None = None
+    batch_sizes: tuple[int, ...] | None = None  # step variants [default: CUDA_BATCH_SIZES on CUDA, else batch_size]
 
 
 def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -90,32 +95,88 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         say(f"data path: {sizes.rounds} round(s) of {sizes.data_images:,} images a side ...")
         result["data_path"] = _attempt(lambda: bench_data(device, batch_size, sizes, cores))
         save()
+    from hpsearch.search.train import figures as figs
+
+    dkey = f"{device.type}: {result['device_name']}"
+    # This run's figures join the file's in memory; a --quick run's sizes are
+    # too small to mean anything, so only a full run writes them back.
+    known = figs.load()
+    batch_sizes = list(opts.batch_sizes or (CUDA_BATCH_SIZES if device.type == "cuda" else (batch_size,)))
+    result["batch_sizes"] = batch_sizes
+
+    def keep(section: str, name: str, record: dict) -> None:
+        figs.merge(known, dkey, section, name, record)
+        if not opts.quick:
+            figs.record(dkey, section, name, record)
+
     if "step" in opts.parts:
         say(f"training step: {model}, batch {batch_size}, {sizes.rounds} round(s) of {sizes.step_steps} steps ...")
-        result["train_step"] = _attempt(lambda: bench_step(model, device, batch_size, sizes, cores))
+        result["train_step"] = attempt(lambda: bench_step(model, device, batch_size, sizes, cores))
         save()
         rate = result["train_step"].get("ours_with_augmentation_images_per_s")
-        if rate and not opts.quick:  # `hpsearch studies` estimates a grid's time from it
-            from hpsearch.search.study.compute import record_speed
+        if rate:  # `hpsearch studies` estimates a grid's time from it
+            keep("speeds", figs.key(model, batch_size),
+                 {"model": model, "batch_size": batch_size, "images_per_s": rate})
+        say(f"step variants: {model} at batch {', '.join(map(str, batch_sizes))}; torch.compile "
+            f"{', '.join(sizes.compile_modes) or 'not measured'} ...")
 
-            record_speed(f"{device.type}: {result['device_name']}", model, batch_size, rate)
+        def partial(out: dict) -> None:
+            result["step_variants"] = out
+            save()
+
+        main = batch_size if batch_size in batch_sizes else batch_sizes[0]
+        result["step_variants"] = attempt(
+            lambda: bench_all_variants(model, device, batch_sizes, main, sizes, cores, say, partial))
+        save()
+        for b, row in result["step_variants"].get("by_batch_size", {}).items():
+            if "variants" in row:
+                keep("steps", figs.key(model, int(b)), {**row, "torch": result["torch"]})
+    if "paths" in opts.parts:
+        from hpsearch.search.bench.paths import bench_paths
+
+        steps = figs.nearest_steps(known, dkey, model, batch_size)
+        say(f"accuracy of the step variants: {model}, batch {batch_size}, {sizes.paths_seeds} seed(s) x "
+            f"{sizes.parity_epochs} epoch(s) a class, on real digits ...")
+        result["paths"] = attempt(lambda: bench_paths(
+            model, device, batch_size, steps["variants"] if steps else {}, sizes, say, opts.quick))
+        save()
+        if "classes" in result["paths"]:
+            keep("accuracy", model, result["paths"])
+    if "step" in opts.parts or "paths" in opts.parts:
+        result["defaults"] = defaults(model, device, batch_sizes, known)
+        for line in describe_defaults(result["defaults"]):
+            say(line)
+        save()
     if "fused" in opts.parts:
         say(f"several trials as one fused model: {model}, batch {batch_size}, "
             f"{', '.join(map(str, sizes.fused_members))} trial(s) ...")
         from hpsearch.search.bench.fused import bench_fused
 
-        result["fused_trials"] = _attempt(lambda: bench_fused(model, device, batch_size, sizes))
+        result["fused_trials"] = attempt(lambda: bench_fused(model, device, batch_size, sizes))
         save()
+        if "members" in result["fused_trials"]:
+            keep("fused", figs.key(model, batch_size), result["fused_trials"])
+    if "processes" in opts.parts:
+        from hpsearch.search.bench.processes import bench_processes, mps_status
+
+        mps = device.type == "cuda" and mps_status()["running"]
+        say(f"worker processes sharing the {device.type} device: {model}, batch {batch_size}, "
+            f"{', '.join(map(str, sizes.process_counts))} process(es), {sizes.process_seconds:g} s each"
+            + (" (CUDA MPS running)" if mps else "") + " ...")
+        result["processes"] = attempt(lambda: bench_processes(model, device, batch_size, sizes, cores))
+        save()
+        if "rows" in result["processes"]:
+            keep("processes", figs.key(model, batch_size) + ("+mps" if mps else ""), result["processes"])
     if "overhead" in opts.parts:
         say(f"search overhead: {sizes.describe_trial()} ...")
-        result["search_overhead"] = _attempt(lambda: bench_overhead(device, sizes))
+        result["search_overhead"] = attempt(lambda: bench_overhead(device, sizes))
         save()
     if "parity" in opts.parts:
         say(f"accuracy parity: {model}, {sizes.parity_seeds} seed(s) x {sizes.parity_epochs} epoch(s) a side, "
             f"with and without augmentation, on real digits ...")
         from hpsearch.search.bench.parity import bench_parity  # torchvision and PIL: loaded only here
 
-        result["accuracy_parity"] = _attempt(lambda: bench_parity(model, device, sizes))
+        result["accuracy_parity"] = attempt(lambda: bench_parity(model, device, sizes))
         save()
     if "search" in opts.parts:
         a = sizes.search_axes
@@ -123,23 +184,42 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
             f"epochs, full grid and fast grid (shared prefixes + halving) on real digits ...")
         from hpsearch.search.bench.search import bench_search
 
-        result["grid_search"] = _attempt(lambda: bench_search(model, device, sizes, say))
+        result["grid_search"] = attempt(lambda: bench_search(model, device, sizes, say))
         save()
-    step = result.get("train_step", {})
-    if device.type == "cuda" and "ours_images_per_s" in step:
-        variants = step["variants"] = {}
-        for name, fn in (("compile", bench_compile), ("cudnn_benchmark", bench_cudnn_benchmark)):
-            say(f"training step with {name.replace('_', '.')}"
-                + (" (compilation takes a while) ..." if name == "compile" else " ..."))
-            variants[name] = _attempt(lambda fn=fn: fn(model, device, batch_size, sizes, step["ours_images_per_s"]))
-            save()
     return result
+
+
+def defaults(model: str, device, batch_sizes: list[int], figures: dict) -> dict[str, dict[str, Any]]:
+    """What `choose_path` picks now at each batch size, for a CIFAR-10-sized
+    run of each of RUN_LENGTHS epochs."""
+    from hpsearch.search.train.config import TrainConfig
+    from hpsearch.search.train.execution import choose_path, variant_key
+
+    out: dict[str, dict[str, Any]] = {}
+    for b in batch_sizes:
+        config = TrainConfig(model=model, batch_size=b, device=device.type)
+        for epochs in RUN_LENGTHS:
+            path = choose_path(config, device, epochs * CIFAR10_TRAIN, figures)
+            out.setdefault(str(b), {})[f"{epochs}_epochs"] = {"path": variant_key(path.variant()),
+                                                             **path.describe()}
+    return out
+
+
+def describe_defaults(d: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["defaults on this device (choose_path, CIFAR-10-sized runs):"]
+    for b, runs in d.items():
+        lines.append(f"  batch {b}: " + "; ".join(f"{k.replace('_', ' ')} -> {v['path']}" for k, v in runs.items()))
+    return lines
 
 
 def failures(result: dict[str, Any]) -> list[str]:
     """'part: reason' for every part that failed."""
     out = [f"{k}: {v['error']}" for k, v in result.items() if isinstance(v, dict) and "error" in v]
-    for name, v in result.get("train_step", {}).get("variants", {}).items():
-        if "error" in v:
-            out.append(f"train_step {name}: {v['error']}")
+    for b, row in result.get("step_variants", {}).get("by_batch_size", {}).items():
+        if "error" in row:
+            out.append(f"step variants at batch {b}: {row['error']}")
+        for name, err in row.get("errors", {}).items():
+            out.append(f"step variant {name} at batch {b}: {err}")
+    if "error" in result.get("step_variants", {}).get("cudnn_benchmark", {}):
+        out.append(f"cudnn.benchmark: {result['step_variants']['cudnn_benchmark']['error']}")
     return out

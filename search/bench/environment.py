@@ -9,7 +9,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -41,6 +40,11 @@ class Sizes:
     search_val: int  # ... validation hold-out
     search_eta: int  # ... the fast grid's reduction factor
     fused_members: tuple[int, ...] = (1, 2, 4)  # several trials as one model: trials per fused model
+    compile_modes: tuple[str, ...] = ()  # step variants: torch.compile modes measured (none: eager only)
+    compile_budget_s: float = 0.0  # ... no further compile variant starts after this many seconds
+    paths_seeds: int = 2  # accuracy check of the step variants: seeds per numerics class
+    process_counts: tuple[int, ...] = (1, 2, 4)  # worker processes sharing the device
+    process_seconds: float = 10.0  # ... timed seconds per worker, after warm-up
 
     def describe_trial(self) -> str:
         return (f"{self.trials} trials x {self.epochs} epochs of resnet-tiny on "
@@ -57,21 +61,24 @@ SIZES = {
                           trials=6, epochs=3, synthetic_size=6000, val_size=1000,
                           parity_train=10000, parity_val=5000, parity_epochs=3, parity_seeds=3,
                           search_axes=(2, 4, 2, 2), search_epochs=16, search_train=2000, search_val=1000,
-                          search_eta=4),
+                          search_eta=4, compile_modes=("default",), compile_budget_s=300, process_seconds=10),
     ("cuda", False): Sizes(rounds=2, data_images=16384, data_pool=16384, step_warmup=10, step_steps=40,
                            trials=2, epochs=3, synthetic_size=50000, val_size=5000,
                            parity_train=10000, parity_val=5000, parity_epochs=3, parity_seeds=3,
                            search_axes=(4, 4, 2, 2), search_epochs=20, search_train=20000, search_val=5000,
-                           search_eta=4, fused_members=(1, 2, 4, 8, 16)),
+                           search_eta=4, fused_members=(1, 2, 4, 8, 16),
+                           compile_modes=("default", "reduce-overhead", "max-autotune"), compile_budget_s=150,
+                           process_seconds=8),
     ("cpu", True): Sizes(rounds=1, data_images=256, data_pool=256, step_warmup=1, step_steps=2,
                          trials=1, epochs=1, synthetic_size=300, val_size=100,
                          parity_train=300, parity_val=100, parity_epochs=1, parity_seeds=1,
                          search_axes=(1, 2, 1, 2), search_epochs=4, search_train=300, search_val=100, search_eta=2,
-                         fused_members=(1, 2)),
+                         fused_members=(1, 2), process_counts=(1, 2), process_seconds=1.0),
     ("cuda", True): Sizes(rounds=1, data_images=1024, data_pool=1024, step_warmup=2, step_steps=5,
                           trials=1, epochs=1, synthetic_size=600, val_size=100,
                           parity_train=300, parity_val=100, parity_epochs=1, parity_seeds=1,
-                          search_axes=(1, 2, 1, 2), search_epochs=4, search_train=300, search_val=100, search_eta=2),
+                          search_axes=(1, 2, 1, 2), search_epochs=4, search_train=300, search_val=100, search_eta=2,
+                          compile_modes=("default",), compile_budget_s=60, process_counts=(1, 2), process_seconds=2.0),
 }
 
 
@@ -125,19 +132,13 @@ def ratio(a: float, b: float) -> float:
     return a / b if b > 0 else float("nan")
 
 
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "cpu"
-
-
 def environment(device, cores: int) -> dict[str, Any]:
     import torch
     import torchvision
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    from hpsearch.search.train.figures import device_name
+
+    name = device_name(device)
     return {
         "device": device.type,
         "device_name": name,

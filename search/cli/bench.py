@@ -23,7 +23,9 @@ from hpsearch.search.cli.options import device_option
               help="Run only this part (repeatable) [default: all].")
 @click.option("--rounds", type=int,
               help="Interleaved rounds per comparison [default: 3 on CPU, 2 on CUDA, 1 with --quick].")
-def bench_cmd(model, device, batch_size, json_path, quick, only, rounds):
+@click.option("--batch-sizes", "batch_sizes", metavar="B1,B2,...",
+              help="Batch sizes of the step variants [default: 32,64,256,512 on CUDA, --batch-size on CPU].")
+def bench_cmd(model, device, batch_size, json_path, quick, only, rounds, batch_sizes):
     """Measure, side by side: the data path against torchvision's DataLoader, the training
     step against a plain fp32 loop, and the search overhead of a real small study."""
     # OpenMP threads that spin while they wait collapse when another process
@@ -42,7 +44,7 @@ def bench_cmd(model, device, batch_size, json_path, quick, only, rounds):
     if rounds is not None and rounds < 1:
         raise UserError(f"--rounds {rounds}: must be >= 1")
     opts = BenchOptions(model=model, device=device, batch_size=batch_size, json_path=json_path, quick=quick,
-                        parts=tuple(only) or PARTS, rounds=rounds)
+                        parts=tuple(only) or PARTS, rounds=rounds, batch_sizes=parse_batch_sizes(batch_sizes))
     result = run_bench(opts, say=lambda m: click.echo(m, err=True))
     print_result(result)
     if json_path:
@@ -52,12 +54,95 @@ def bench_cmd(model, device, batch_size, json_path, quick, only, rounds):
         raise click.ClickException("part(s) failed: " + "; ".join(failed))
 
 
+def parse_batch_sizes(text: str | None) -> tuple[int, ...] | None:
+    """`--batch-sizes 32,64,256` -> (32, 64, 256); one line naming what is wrong."""
+    from hpsearch.search.errors import UserError
+
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise UserError(f"--batch-sizes {text!r}: expected integers separated by commas, e.g. 32,64,256,512") from None
+    if not sizes or any(b < 2 for b in sizes):
+        raise UserError(f"--batch-sizes {text!r}: give at least one batch size, each >= 2")
+    return tuple(dict.fromkeys(sizes))
+
+
 def _rate(v) -> str:
     return f"{v:,.0f}" if isinstance(v, (int, float)) else "-"
 
 
 def _x(v) -> str:
     return f"{v:.1f}x" if isinstance(v, (int, float)) else "-"
+
+
+def _variant_rows(r: dict, table, notes: list[str]) -> None:
+    """Step variants at each batch size against the plain loop, the accuracy
+    check per numerics class, and what choose_path now picks."""
+    sv = r.get("step_variants")
+    if sv and "error" not in sv:
+        for b, row in sv["by_batch_size"].items():
+            if "error" in row:
+                table.add_row(f"step variants, batch {b}", "failed", "", "", "")
+                notes.append(f"step variants at batch {b} failed: {row['error']}")
+                continue
+            table.add_row(f"step variants ({r['model']}, batch {b}), images/s", "", _rate(row["plain_images_per_s"]),
+                          "", "")
+            for name, v in sorted(row["variants"].items(), key=lambda kv: -kv[1]["images_per_s"]):
+                extra = ""
+                if v["compile"] != "off":
+                    be = v.get("break_even_images")
+                    extra = (f"compile {v['compile_seconds']:.1f} s, repaid after "
+                             + (f"{be:,.0f} images" if be else "never"))
+                table.add_row(f"  {name}", _rate(v["images_per_s"]), _rate(row["plain_images_per_s"]),
+                              f"{v['vs_plain']:.2f}x", extra)
+            for name, err in row.get("errors", {}).items():
+                table.add_row(f"  {name}", "failed", "", "", "")
+                notes.append(f"step variant {name} at batch {b} failed: {err}")
+        notes.append("step variants: train()'s step on each path (no host sync) against the plain fp32 loop with "
+                     "loss.item() every step (baseline column); fp32/bf16 = autocast off/on, cl = channels_last, "
+                     "fused_sgd = torch SGD fused=True (else foreach), compile:MODE = torch.compile on the "
+                     "fastest eager variant; compile seconds = first training step + first evaluation forward; "
+                     "the last column's break-even is compile seconds / (1/eager rate - 1/compiled rate)")
+        for skipped in sv.get("compile_skipped", []):
+            notes.append(f"not measured: torch.compile {skipped}")
+        cb = sv.get("cudnn_benchmark")
+        if cb and "error" not in cb:
+            table.add_row(f"  {cb['on']} + cudnn.benchmark, batch {cb['batch_size']}", _rate(cb["images_per_s"]),
+                          "", _x(cb["speedup"]), "")
+    p = r.get("paths")
+    if p and "error" not in p:
+        ref = p["classes"]["fp32"]
+        for cls, row in p["classes"].items():
+            table.add_row(f"val acc, {cls} (as {row['variant']})", f"{row['mean']:.2%}", f"{ref['mean']:.2%}",
+                          f"{row['difference'] * 100:+.1f} pts",
+                          ("keeps" if row["keeps_accuracy"] else "LOSES") + f" (+-{row['tolerance'] * 100:.1f})")
+        notes.append(f"accuracy of step variants: train() on each numerics class's fastest variant, {p['epochs']} "
+                     f"epoch(s) x {p['seeds']} seed(s), {p['model']} at batch {p['batch_size']} on "
+                     f"{p['train_images']:,} train / {p['val_images']:,} val {p['data']}; a class keeps accuracy "
+                     f"if its mean is within max(1 point, 2 x the seeds' spread) of fp32")
+    for b, runs in (r.get("defaults") or {}).items():
+        table.add_row(f"default path, batch {b}", "; ".join(f"{k.split('_')[0]} ep: {v['path']}"
+                                                            for k, v in runs.items()), "", "", "")
+    if r.get("defaults"):
+        first = next(iter(r["defaults"].values()))
+        notes.append("default path: what execution.choose_path picks for a CIFAR-10-sized run of that many "
+                     f"epochs, e.g. {first['3_epochs']['why']}")
+
+
+def _process_rows(r: dict, table, notes: list[str]) -> None:
+    pr = r.get("processes")
+    if pr and "error" not in pr:
+        for row in pr["rows"]:
+            table.add_row(f"{row['processes']} worker process(es), images/s of the device",
+                          _rate(row["aggregate_images_per_s"]), _rate(pr["one_process_images_per_s"]),
+                          _x(row["vs_one_process_alone"]), "")
+        mps = "CUDA MPS running" if pr["mps"]["running"] else "no CUDA MPS" if r["device"] == "cuda" else "CPU"
+        notes.append(f"worker processes: N separate processes, each train()'s step of {pr['model']} at batch "
+                     f"{pr['batch_size']} for {pr['seconds']:g} s after warm-up, timed windows started together; "
+                     f"aggregate images/s against one process alone ({mps}; "
+                     f"{pr['rows'][-1]['threads_each']} torch thread(s) each at N={pr['rows'][-1]['processes']})")
 
 
 def print_result(r: dict) -> None:
@@ -75,7 +160,9 @@ def print_result(r: dict) -> None:
     notes = []
     for key, label in (("data_path", "data path"), ("train_step", "training step"),
                        ("search_overhead", "search overhead"), ("accuracy_parity", "accuracy parity"),
-                       ("grid_search", "grid cost"), ("fused_trials", "fused trials")):
+                       ("grid_search", "grid cost"), ("fused_trials", "fused trials"),
+                       ("step_variants", "step variants"), ("paths", "accuracy of step variants"),
+                       ("processes", "worker processes")):
         if "error" in r.get(key, {}):
             table.add_row(label, "failed", "", "", "")
             notes.append(f"{label} failed: {r[key]['error']}")
@@ -90,7 +177,7 @@ def print_result(r: dict) -> None:
                      f"median of {len(d['rounds'])} rounds")
     s = r.get("train_step")
     if s and "error" not in s:
-        path = ", ".join(k for k, v in s["ours_path"].items() if v) or "fp32, contiguous, eager"
+        path = s.get("ours_why") or ", ".join(k for k, v in s["ours_path"].items() if v not in (False, "off"))
         table.add_row(f"training step ({s['model']}), images/s", _rate(s["ours_images_per_s"]),
                       _rate(s["naive_images_per_s"]), _x(s["ratio"]), "")
         table.add_row("  ours with gather + augmentation", _rate(s["ours_with_augmentation_images_per_s"]),
@@ -101,17 +188,7 @@ def print_result(r: dict) -> None:
                      "is search.train's epoch loop itself"
                      + (f"; host syncs per step: {s['host_syncs_per_step']}"
                         if s.get("host_syncs_per_step") is not None else ""))
-        for name, v in (s.get("variants") or {}).items():
-            if "error" in v:
-                table.add_row(f"  ours + {name.replace('_', '.')}", "failed", "", "", "")
-                notes.append(f"{name} failed: {v['error']}")
-                continue
-            table.add_row(f"  ours + {name.replace('_', '.')}", _rate(v["images_per_s"]),
-                          _rate(s["ours_images_per_s"]), _x(v["speedup"]), "")
-            if name == "compile":
-                be = v.get("break_even_images")
-                notes.append(f"torch.compile: first step {v['first_step_seconds']:.1f} s (compilation); pays "
-                             "off after " + (f"{be:,.0f} training images" if be else "never"))
+    _variant_rows(r, table, notes)
     f = r.get("fused_trials")
     if f and "error" not in f:
         for m in f["members"]:
@@ -122,6 +199,7 @@ def print_result(r: dict) -> None:
                      f"convolutions, fused SGD with per-trial lr, momentum, weight decay) against one trial alone "
                      f"(its own train step), {f['steps']} steps on fixed batches; the target is for resnet-seed on "
                      f"CUDA")
+    _process_rows(r, table, notes)
     o = r.get("search_overhead")
     if o and "skipped" in o:
         table.add_row("search overhead", "skipped", "", "", "")

@@ -10,15 +10,13 @@ promotes somewhat more, since the first cells at a rung meet few rivals.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from optuna.trial import TrialState
 
 from hpsearch.search.keys import TrialAttr
+from hpsearch.search.train.figures import measured_speed, record_speed, speeds_file  # noqa: F401 - kept here too
 
 
 @dataclass(frozen=True)
@@ -77,41 +75,6 @@ def spent(trials) -> tuple[int, int]:
         represented[origin] = max(represented.get(origin, 0), last)
         trained += max(0, last - int(t.user_attrs.get(TrialAttr.START_EPOCH, 0)))
     return sum(represented.values()), trained
-
-
-# -- measured speed -----------------------------------------------------------
-def speeds_file() -> Path:
-    return Path(os.environ.get("HPSEARCH_SPEEDS", Path.home() / ".cache" / "hpsearch" / "speeds.json"))
-
-
-def record_speed(device: str, model: str, batch_size: int, images_per_s: float) -> None:
-    """Kept by `hpsearch bench` (its training-step part, augmentation included)."""
-    path = speeds_file()
-    try:
-        known = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        known = {}
-    known[f"{model}@{batch_size}"] = {"device": device, "model": model, "batch_size": batch_size,
-                                      "images_per_s": images_per_s}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(known, indent=2))
-    tmp.replace(path)
-
-
-def measured_speed(model: str, batch_sizes: list[int]) -> dict | None:
-    """The measurement for this model nearest the grid's batch sizes (their
-    median), or None if the bench never measured this model."""
-    path = speeds_file()
-    try:
-        known = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        return None
-    rows = [v for v in known.values() if v.get("model") == model]
-    if not rows:
-        return None
-    middle = sorted(batch_sizes)[len(batch_sizes) // 2] if batch_sizes else 64
-    return min(rows, key=lambda v: abs(math.log2(v["batch_size"]) - math.log2(middle)))
 
 
 def _duration(seconds: float) -> str:

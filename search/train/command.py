@@ -58,13 +58,14 @@ def train_one(options, sets, *, data_dir=None, json_path=None, save_path=None,
         tracker.finish(run_id, state, result.reason)
         reporter.info(f"logged to MLflow run {run_id} (experiment {TRAIN_EXPERIMENT}, {tracker.uri})")
     summary = result.summary()
+    reporter.info(f"execution: {result.execution.get('why', '-')}")  # the path train() resolved, and why
     reporter.always(
         f"{result.status}: best val_acc {result.best_val_acc:.4f} at epoch {result.best_epoch}, "
         f"{result.param_count:,} parameters" + (f" ({result.reason})" if result.reason else "")
     )
     if json_path:
         Path(json_path).write_text(json.dumps(
-            {k: summary[k] for k in ("best_val_acc", "best_epoch", "param_count", "epochs")}
+            {k: summary[k] for k in ("best_val_acc", "best_epoch", "param_count", "epochs", "execution")}
             | {"status": result.status, "config": config.to_dict()},
             indent=2,
         ))

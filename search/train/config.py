@@ -45,6 +45,11 @@ DATA_KEYS = tuple(f.name for f in dataclasses.fields(DataConfig))
 OPTIMIZERS = ("sgd", "lookahead")
 SCHEDULERS = ("multistep", "cosine", "none")
 DEVICES = ("auto", "cpu", "cuda")
+# How a run executes (`hpsearch.search.train.execution.choose_path`): "auto" is
+# resolved per device from what `hpsearch bench` measured there.
+SWITCH = ("auto", True, False)  # amp (bf16 autocast) and channels_last
+COMPILE_MODES = ("auto", "off", "default", "max-autotune", "reduce-overhead")
+COMPILE_ALIASES = {True: "default", False: "off", "true": "default", "false": "off"}  # compile=true|false
 
 
 def _choices(*values):
@@ -93,9 +98,9 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = _choices(*DEVICES)
-    channels_last: bool = True  # CUDA only
-    amp: bool = True  # bf16 autocast, CUDA only
-    compile: bool = False  # torch.compile the model
+    channels_last: bool | str = _choices(*SWITCH)  # "auto": chosen per device (execution.choose_path)
+    amp: bool | str = _choices(*SWITCH)  # bf16 autocast; "auto" as channels_last
+    compile: str = field(default="auto", metadata={"choices": COMPILE_MODES, "aliases": COMPILE_ALIASES})
     eval_batch_size: int = 1024
 
     def __post_init__(self):
@@ -110,8 +115,10 @@ class TrainConfig:
 
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                bad(f.name, f"{getattr(self, f.name)!r} is not allowed; allowed: {', '.join(choices)}")
+            value = getattr(self, f.name)
+            # `in` alone would let 1 pass for True: a choice must also have its type
+            if choices and not any(value == c and type(value) is type(c) for c in choices):
+                bad(f.name, f"{_show(value, repr)} is not allowed; allowed: {', '.join(map(_show, choices))}")
         if self.model not in preset_names():
             bad("model", f"unknown preset {self.model!r}; allowed: {', '.join(preset_names())}")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
@@ -201,6 +208,11 @@ def check_type(key: str, value) -> Any:
     return _coerce(f, value)
 
 
+def _show(v, text=str) -> str:
+    """A value as the user writes it (TOML and --set spell booleans lower case)."""
+    return str(v).lower() if isinstance(v, bool) else text(v)
+
+
 def _plain(v):
     return list(v) if isinstance(v, tuple) else v
 
@@ -240,6 +252,13 @@ def _coerce(f: dataclasses.Field, value):
         if optional:
             return None
         raise ConfigError(f"{f.name}: a value is required")
+    aliases = f.metadata.get("aliases", {})
+    if isinstance(value, (bool, str)) and value in aliases:
+        value = aliases[value]
+    if members == [bool, str]:  # a switch with "auto": the choices check does the rest
+        if not isinstance(value, (bool, str)):
+            raise ConfigError(f"{f.name}: {value!r} must be auto, true or false")
+        return value
     tp = members[0]
     if typing.get_origin(tp) is tuple:
         if not isinstance(value, (list, tuple)) or not all(
@@ -277,6 +296,8 @@ def parse_value(key: str, text: str):
     if optional and s.lower() in ("none", "null", ""):
         return None
     tp = members[0]
+    if members == [bool, str] and s.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return s  # "auto", or a bad word the choices check names
     try:
         if typing.get_origin(tp) is tuple:
             return [int(x) for x in s.strip("[]()").replace(" ", "").split(",") if x]

@@ -50,7 +50,7 @@ On CPU fusing gains nothing: the convolutions are compute-bound and oneDNN's
 grouped kernels are slower than its plain ones (`hpsearch bench --only fused`). The point is the
 GPU, where a small ResNet at batch 64 leaves most of the device idle.
 
-Not covered: `torch.compile` (refused), checkpoints and resume of a fused
+Not covered: `torch.compile` (fused groups run eager; an explicit mode is refused), checkpoints and resume of a fused
 run. On CUDA the dropout draws differ from a single run's (torch's fused
 dropout kernel draws from the global generator), so there members agree with
 single runs only in distribution when dropout is on.
@@ -354,8 +354,8 @@ def check_fusable(configs: Sequence[TrainConfig]) -> None:
             if getattr(c, key) != getattr(first, key):
                 raise ConfigError(f"{key}: fused trials must share it; trial 0 has {getattr(first, key)!r}, "
                                   f"trial {i} has {getattr(c, key)!r}")
-    if first.compile:
-        raise ConfigError("compile: not supported for fused trials; set compile=false")
+    if first.compile not in ("auto", "off"):  # "auto" resolves to uncompiled for a fused group
+        raise ConfigError(f"compile: {first.compile!r} is not supported for fused trials; allowed: auto, off")
 
 
 class _Schedule:
@@ -435,7 +435,8 @@ class FusedTrials:
         check_fusable(configs)
         self.configs = list(configs)
         self.device = device
-        self.path = ExecutionPath.of(configs[0], device)
+        # Compiled variants are measured on one trial's model; a fused model is another graph.
+        self.path = ExecutionPath.of(configs[0], device).uncompiled("fused trials run eager")
         models = []
         for c in configs:
             torch.manual_seed(c.seed)  # as setup(): the same initial weights as a single run

@@ -27,6 +27,7 @@ from torch import nn
 from hpsearch.data import DataBundle, prepare_batch
 from hpsearch.models import build_model
 from hpsearch.search.train.config import ConfigError, TrainConfig
+from hpsearch.search.train.execution import ExecutionPath, choose_path
 from hpsearch.search.train.optim import build_optimizer, build_scheduler, build_warmup
 
 
@@ -105,6 +106,7 @@ class TrainResult:
     param_count: int
     model_config: dict[str, Any]
     device: str
+    execution: dict[str, Any] = field(default_factory=dict)  # the resolved ExecutionPath.describe()
 
     @property
     def epochs_run(self) -> int:
@@ -118,35 +120,8 @@ class TrainResult:
             "best_epoch": self.best_epoch,
             "param_count": self.param_count,
             "epochs": [r.to_dict() for r in self.history],
+            "execution": self.execution,
         }
-
-
-@dataclass(frozen=True)
-class ExecutionPath:
-    """How a model runs on a device, in one place: on CUDA channels_last and
-    bf16 autocast (`channels_last`, `amp`), on CPU neither (bf16 autocast is
-    slow on CPUs without AMX); `torch.compile` only when the config asks for
-    it. `hpsearch bench` measures exactly this path against a plain fp32 loop."""
-
-    memory_format: torch.memory_format
-    amp: bool  # bf16 autocast
-    compile: bool
-
-    @classmethod
-    def of(cls, config: TrainConfig, device: torch.device) -> ExecutionPath:
-        cuda = device.type == "cuda"
-        return cls(
-            memory_format=torch.channels_last if cuda and config.channels_last else torch.contiguous_format,
-            amp=cuda and config.amp,
-            compile=config.compile,
-        )
-
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
-
-    def compiled(self, model: nn.Module) -> nn.Module:
-        """The module the loop calls: the model itself, or its compiled version."""
-        return torch.compile(model) if self.compile else model
 
 
 @dataclass
@@ -185,13 +160,16 @@ class TrainingSetup:
                         self.path.autocast)
 
 
-def setup(config: TrainConfig, device: torch.device) -> TrainingSetup:
-    """Seeded model, optimiser and schedule for `config` on `device`."""
-    path = ExecutionPath.of(config, device)
+def setup(config: TrainConfig, device: torch.device, images_to_train: int | None = None,
+          path: ExecutionPath | None = None) -> TrainingSetup:
+    """Seeded model, optimiser and schedule for `config` on `device`, run
+    the way `choose_path` picks for a run of `images_to_train` images (or
+    as `path` says: the bench times given variants)."""
+    path = path or choose_path(config, device, images_to_train)
     torch.manual_seed(config.seed)
     model = build_model(config.model_config()).to(device)
     model = model.to(memory_format=path.memory_format)
-    optimizer = build_optimizer(config, model)
+    optimizer = build_optimizer(config, model, fused=path.fused_sgd)
     scheduler = build_scheduler(config, optimizer)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     return TrainingSetup(config, device, path, model, path.compiled(model), optimizer, scheduler, criterion,
@@ -269,7 +247,10 @@ def train(
     if select not in SELECT_METRICS:
         raise ValueError(f"select {select!r}; allowed: {', '.join(SELECT_METRICS)}")
     device = resolve_device(config.device)
-    run = setup(config, device).with_warmup(data.train_y.numel())
+    n_train = data.train_y.numel()
+    epochs_left = config.epochs - (resume["epoch"] if resume is not None else 0)
+    run = setup(config, device, images_to_train=epochs_left * epoch_images(n_train, config.batch_size))
+    run.with_warmup(n_train)
     model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
     state = TrainState(config, model, optimizer, scheduler, run.param_count, warmup=run.warmup)
     if resume is not None:
@@ -313,6 +294,7 @@ def train(
         param_count=run.param_count,
         model_config=config.model_config().to_dict(),
         device=str(device),
+        execution=run.path.describe(),
     )
 
 

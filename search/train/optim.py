@@ -57,9 +57,12 @@ class Lookahead:
         return state_dict
 
 
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig, model: nn.Module, fused: bool = False) -> torch.optim.Optimizer:
+    """SGD (foreach, torch's default; `fused`: one fused kernel, the same
+    arithmetic), wrapped in Lookahead if the config says so."""
     sgd = torch.optim.SGD(
         model.parameters(),
+        fused=fused or None,
         lr=config.lr,
         momentum=config.momentum,
         nesterov=config.nesterov and config.momentum > 0,
