@@ -32,6 +32,7 @@ class TrialAttr:
     PREFIX_EPOCHS = "prefix_epochs"  # shared prefixes: epochs taken from trunk snapshots, trained elsewhere
     PREFIX_SEGMENTS = "prefix_segments"  # shared prefixes: [first, last, MLflow run, trial] of those epochs
     FUSED_WITH = "fused_with"  # `--fuse`: the trials (numbers) trained together as one fused model
+    EXECUTION = "execution"  # how the trial ran on its device: precision, memory format, compile, and why
 
 
 class StudyAttr:
@@ -78,6 +79,7 @@ class Tag:
     PREFIX_EPOCHS = "hpsearch.prefix_epochs"  # epochs logged here that were trained in other runs
     PREFIX_TRAINED_IN = "hpsearch.prefix_trained_in"  # "1-50: run <id> (trial 3); ..."
     TRUNK = "hpsearch.trunk"
+    EXECUTION = "hpsearch.execution"  # the execution path the trial trained on, and why (train.execution)
     FUSED_WITH = "hpsearch.fused_with"  # `--fuse`: the trials trained together with this one as one fused model
     OUTCOME = "hpsearch.outcome"  # a trial's fate in words: "complete", "pruned at epoch 2", ...
     # tags MLflow's own UI reads (checked in MLflow 3.17's server/js bundle)

@@ -13,6 +13,13 @@ def isolated_mlflow_env(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def own_figures(tmp_path_factory, monkeypatch):
+    """Every test reads and writes a figures file of its own, never the
+    developer's (`hpsearch bench` figures choose execution paths and --fuse)."""
+    monkeypatch.setenv("HPSEARCH_SPEEDS", str(tmp_path_factory.mktemp("figures") / "speeds.json"))
+
+
 @pytest.fixture
 def offline(monkeypatch):
     """Offline on any machine: every HTTP(S) request meets a proxy on the

@@ -1,6 +1,7 @@
 """`hpsearch run --fuse B`: several trials trained as one fused model, each
 still its own Optuna trial and MLflow run, with the numbers of its trial alone."""
 
+import json
 import os
 import signal
 
@@ -10,6 +11,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from processes import finish, hpsearch, wait_for_epoch
 from studyfiles import study_toml
+
+from hpsearch.search.study.fusion import resolve_fuse
+from hpsearch.search.train import figures
 
 EPOCHS = 3
 # 2 x 2 cells of one architecture and batch size: one fused group of 4.
@@ -64,6 +68,8 @@ def test_fused_trials_equal_their_trials_alone_in_both_stores(workdir, cli, one_
         run = client.get_run(t.user_attrs["mlflow_run_id"])
         assert run.info.status == "FINISHED"
         assert run.data.tags["hpsearch.fused_with"] == ", ".join(map(str, numbers))
+        assert json.loads(run.data.tags["hpsearch.execution"])["fused_members"] == 4
+        assert t.user_attrs["execution"]["precision"] == a.user_attrs["execution"]["precision"] == "fp32"
         for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
             assert history(client, run.info.run_id, metric) == history(client, a.user_attrs["mlflow_run_id"], metric)
         artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
@@ -137,11 +143,36 @@ def test_fuse_with_shared_prefixes_is_refused(workdir, cli):
     assert not (workdir / "mlruns" / "optuna.db").exists()
 
 
-def test_fuse_auto_is_one_on_the_cpu(workdir, cli):
+def test_fuse_auto_is_one_where_nothing_was_measured(workdir, cli):
     out = cli("run", "--study", grid_file(workdir, "auto", space={"lr": [0.05, 0.1]})).output
     assert "fused model" not in out
     storage = f"sqlite:///{workdir}/mlruns/optuna.db"
     assert all("fused_with" not in t.user_attrs for t in by_cell(storage, "auto").values())
+
+
+def fused_figures(device, rows):
+    """What `hpsearch bench --only fused` keeps for resnet-tiny at batch 32 on `device`."""
+    figures.record(figures.device_key(device), "fused", "resnet-tiny@32", {
+        "model": "resnet-tiny", "batch_size": 32,
+        "members": [{"members": b, "fused_images_per_s": rate, "vs_one_trial_alone": rate / rows[0][1]}
+                    for b, rate in rows]})
+
+
+def test_fuse_auto_follows_the_fused_figures_measured_on_this_device(workdir, cli):
+    cpu = torch.device("cpu")
+    fused_figures(cpu, [(1, 1000.0), (2, 1500.0), (4, 1400.0)])  # 2 trials measured fastest, 1.5x
+    out = cli("run", "--study", grid_file(workdir, "auto2", space={"lr": [0.05, 0.1]}), "--n-trials", "2").output
+    assert "up to 2 at a time as one fused model (fuse auto: 2 trials, measured 1.5x one trial alone" in out
+    storage = f"sqlite:///{workdir}/mlruns/optuna.db"
+    assert [t.user_attrs["fused_with"] for t in by_cell(storage, "auto2").values()] == [[0, 1], [0, 1]]
+    fused_figures(cpu, [(1, 1000.0), (2, 1100.0)])  # within the bench's noise: not worth fusing
+    assert resolve_fuse("auto", _resolved(workdir))[0] == 1
+
+
+def _resolved(workdir):
+    from hpsearch.search.study.runner import RunOptions, prepare
+
+    return prepare(RunOptions(study=str(grid_file(workdir, "r", space={"lr": [0.05, 0.1]}))))[1]
 
 
 def test_two_fusing_workers_train_every_cell_once(workdir):

@@ -85,16 +85,33 @@ def resolve_fuse(value: str | int, resolved) -> tuple[int, str]:
     return measured_fuse(device, resolved.fixed.get("model", d.model), batches)
 
 
+FUSE_MARGIN = 1.2  # a fused model must beat one trial alone by this much: above the bench's noise
+
+
 def measured_fuse(device, model: str, batch_sizes: list[int]) -> tuple[int, str]:
     """`--fuse auto`: the number of trials per fused model that `hpsearch
-    bench --only fused` measured fastest (aggregate images/s) on this device
-    for this model, at the batch size nearest the study's; 1 where fusion was
-    not measured faster, or not measured at all."""
-    if device.type != "cuda":
-        # On CPU the convolutions are compute-bound and fusion gains nothing
-        # (0.86-1.1x on 2 cores, README): never fused by default there.
-        return 1, "fuse auto: 1 on the CPU"
-    return 1, "fuse auto: 1 (no fused-trial figures for this GPU yet: hpsearch bench --only fused)"
+    bench --only fused` measured fastest (aggregate training images/s of the
+    device) on this device for this model, at the measured batch size nearest
+    the study's median one; 1 where no fused model beat one trial alone by
+    FUSE_MARGIN, or nothing was measured (on 2 CPU cores fusion measured
+    0.86-1.1x: the convolutions are compute-bound there)."""
+    import math
+
+    from hpsearch.search.train import figures as figs
+
+    name = figs.device_key(device)
+    rows = [v for k, v in figs.load()["devices"].get(name, {}).get("fused", {}).items()
+            if k.startswith(f"{model}@") and v.get("members")]
+    if not rows:
+        return 1, f"fuse auto: 1 (nothing measured for {model} on {name}: hpsearch bench --only fused)"
+    middle = sorted(batch_sizes)[len(batch_sizes) // 2]
+    row = min(rows, key=lambda v: abs(math.log2(v["batch_size"]) - math.log2(middle)))
+    best = max(row["members"], key=lambda m: m["fused_images_per_s"])
+    gain = best.get("vs_one_trial_alone") or 0.0
+    where = f"{model} at batch {row['batch_size']} on {name}"
+    if best["members"] > 1 and gain >= FUSE_MARGIN:
+        return best["members"], f"fuse auto: {best['members']} trials, measured {gain:.1f}x one trial alone ({where})"
+    return 1, f"fuse auto: 1 (no fused model measured >= {FUSE_MARGIN}x one trial alone, {where})"
 
 
 def parse_fuse(text: str) -> str | int:

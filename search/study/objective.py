@@ -8,6 +8,7 @@ log each epoch to MLflow and write the epoch checkpoint a retry resumes from.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import traceback
 from collections.abc import Callable
@@ -388,6 +389,8 @@ class Objective:
         trial.set_user_attr(TrialAttr.EPOCHS_RUN, result.epochs_run)
         trial.set_user_attr(TrialAttr.BEST_EPOCH, result.best_epoch)
         trial.set_user_attr(TrialAttr.BEST_VAL_ACC, result.best_val_acc)
+        trial.set_user_attr(TrialAttr.EXECUTION, result.execution)
+        tracker.set_tags(run_id, {Tag.EXECUTION: json.dumps(result.execution)})
         with self.stopwatch.section("mlflow_outputs_and_best_checkpoint"):
             self._log_outputs(trial, run_id, config, result, p.origin, p.nominal, p.params)
         if result.status == "diverged":

@@ -561,6 +561,7 @@ def train_fused(
         raise ValueError(f"{len(callbacks)} callback lists for {len(configs)} configs")
     device = resolve_device(configs[0].device)
     trials = FusedTrials(configs, device, data.train_y.numel(), grouped)
+    execution = {**trials.path.describe(), "fused_members": len(configs), "grouped_convolutions": grouped}
     states = list(trials.members)
     outcome: dict[int, tuple[str, str | None]] = {}
     index = {id(s): i for i, s in enumerate(states)}
@@ -599,6 +600,7 @@ def train_fused(
             param_count=s.param_count,
             model_config=s.config.model_config().to_dict(),
             device=str(device),
+            execution=execution,
         )
         for i, s in enumerate(states)
     ]
