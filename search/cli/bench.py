@@ -161,6 +161,7 @@ def print_result(r: dict) -> None:
     for key, label in (("data_path", "data path"), ("train_step", "training step"),
                        ("search_overhead", "search overhead"), ("accuracy_parity", "accuracy parity"),
                        ("grid_search", "grid cost"), ("fused_trials", "fused trials"),
+                       ("fused_agreement", "fused agreement"),
                        ("step_variants", "step variants"), ("paths", "accuracy of step variants"),
                        ("processes", "worker processes")):
         if "error" in r.get(key, {}):
@@ -199,6 +200,12 @@ def print_result(r: dict) -> None:
                      f"convolutions, fused SGD with per-trial lr, momentum, weight decay) against one trial alone "
                      f"(its own train step), {f['steps']} steps on fixed batches; the target is for resnet-seed on "
                      f"CUDA")
+    a = r.get("fused_agreement")
+    if a and "error" not in a:
+        table.add_row("fused trial vs the same trial alone: largest train-loss / val-acc difference",
+                      f"{a['max_train_loss_diff']:.1e} / {a['max_val_acc_diff']:.3f}", "", "", "")
+        notes.append(f"fused agreement: {a['trials']} trials x {a['epochs']} epochs on {a['train_images']:,} synthetic "
+                     f"images, as one model with grouped convolutions and each alone; path: {a['execution']}")
     _process_rows(r, table, notes)
     o = r.get("search_overhead")
     if o and "skipped" in o:
