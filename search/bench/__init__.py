@@ -137,8 +137,13 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         steps = figs.nearest_steps(known, dkey, model, batch_size)
         say(f"accuracy of the step variants: {model}, batch {batch_size}, {sizes.paths_seeds} seed(s) x "
             f"{sizes.parity_epochs} epoch(s) a class, on real digits ...")
+
+        def partial(out: dict[str, Any]) -> None:
+            result["paths"] = {**out, "partial": True}
+            save()
+
         result["paths"] = attempt(lambda: bench_paths(
-            model, device, batch_size, steps["variants"] if steps else {}, sizes, say, opts.quick))
+            model, device, batch_size, steps["variants"] if steps else {}, sizes, say, opts.quick, partial))
         save()
         if "classes" in result["paths"]:
             keep("accuracy", model, result["paths"])

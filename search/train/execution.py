@@ -68,7 +68,8 @@ class ExecutionPath:
         ("reduce-overhead" is CUDA graphs through torch.compile)."""
         if self.compile == "off":
             return model
-        return torch.compile(model, mode=None if self.compile == "default" else self.compile)
+        compiled = torch.compile(model, mode=None if self.compile == "default" else self.compile)
+        return _GraphSteps(compiled) if self.compile == "reduce-overhead" else compiled
 
     def uncompiled(self, reason: str) -> ExecutionPath:
         return self if self.compile == "off" else replace(self, compile="off", why=f"{self.why}; uncompiled: {reason}")
@@ -79,6 +80,22 @@ class ExecutionPath:
     def describe(self) -> dict[str, Any]:
         return {"precision": "bf16 autocast" if self.amp else "fp32", "channels_last": self.channels_last,
                 "compile": self.compile, "sgd": "fused" if self.fused_sgd else "foreach", "why": self.why}
+
+
+class _GraphSteps(nn.Module):
+    """A model compiled with mode="reduce-overhead": each call starts a new
+    CUDA-graph step (`torch.compiler.cudagraph_mark_step_begin`). A replayed
+    graph writes its outputs into the same memory, and the loop runs
+    evaluation between training steps; torch asks such loops to mark where
+    each step begins. Every call's outputs are consumed before the next."""
+
+    def __init__(self, compiled: nn.Module):
+        super().__init__()
+        self.compiled = compiled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(x)
 
 
 def variant(amp: bool, channels_last: bool, compile: str = "off", fused_sgd: bool = False) -> dict[str, Any]:
