@@ -10,6 +10,8 @@ products in another order on some shapes, so they are checked to rounding
 level on one step, before training's chaos amplifies it.
 """
 
+import os
+
 import pytest
 import torch
 
@@ -229,7 +231,21 @@ def test_a_members_epoch_checkpoint_resumes_in_a_single_run_exactly(data, config
 def test_workers_are_placed_round_robin_over_the_gpus_and_said_so():
     from hpsearch.search.study.workers import placement
 
-    assert placement(4, 1) == "worker(s) 1, 2, 3, 4 on GPU 0"
-    assert placement(5, 2) == "worker(s) 1, 3, 5 on GPU 0; worker(s) 2, 4 on GPU 1"
+    assert placement(4, 1, mps=False) == ("worker(s) 1, 2, 3, 4 on GPU 0; workers sharing a GPU take turns on it "
+                                          "(no CUDA MPS running: `nvidia-cuda-mps-control -d`, started by whoever "
+                                          "administers the GPU, lets their kernels overlap)")
+    assert placement(5, 2, mps=True) == ("worker(s) 1, 3, 5 on GPU 0; worker(s) 2, 4 on GPU 1; workers sharing a "
+                                         "GPU run their kernels concurrently (CUDA MPS is running)")
     assert placement(2, 4) == "worker(s) 1 on GPU 0; worker(s) 2 on GPU 1"
     assert placement(2, 0).startswith("on the CPU")
+
+
+def test_cuda_mps_is_seen_by_its_control_pipe(tmp_path, monkeypatch):
+    from hpsearch.search.gpus import mps_status
+    from hpsearch.search.study.workers import placement
+
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    assert mps_status() == {"pipe_directory": str(tmp_path), "running": False}
+    assert "take turns" in placement(2, 1)
+    os.mkfifo(tmp_path / "control")  # what nvidia-cuda-mps-control -d makes
+    assert mps_status()["running"] and "concurrently (CUDA MPS is running)" in placement(2, 1)

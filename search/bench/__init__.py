@@ -167,7 +167,8 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         if "members" in result["fused_trials"]:
             keep("fused", figs.key(model, batch_size), result["fused_trials"])
     if "processes" in opts.parts:
-        from hpsearch.search.bench.processes import bench_processes, mps_status
+        from hpsearch.search.bench.processes import bench_processes
+        from hpsearch.search.gpus import mps_status
 
         mps = device.type == "cuda" and mps_status()["running"]
         say(f"worker processes sharing the {device.type} device: {model}, batch {batch_size}, "

@@ -14,7 +14,6 @@ torch threads.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,15 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.search.bench.environment import Sizes
+from hpsearch.search.gpus import mps_status
 
 READY_TIMEOUT_S = 300.0  # a worker's start-up and warm-up (CUDA context, first steps)
-
-
-def mps_status() -> dict[str, Any]:
-    """Whether a CUDA MPS control daemon is up: its pipe directory
-    (CUDA_MPS_PIPE_DIRECTORY, default /tmp/nvidia-mps) holds a `control` pipe."""
-    pipes = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"))
-    return {"pipe_directory": str(pipes), "running": (pipes / "control").exists()}
 
 
 def _worker(spec_path: str) -> None:

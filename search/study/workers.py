@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from hpsearch.search.gpus import mps_status
 from hpsearch.search.progress import Reporter
 from hpsearch.search.study.runner import RunOptions, counts, prepare_stores, requeue_failed, work_left
 
@@ -50,14 +51,22 @@ def cpu_threads(n: int) -> int:
     return max(1, (os.cpu_count() or 1) // n)
 
 
-def placement(n: int, gpus: int) -> str:
+def placement(n: int, gpus: int, mps: bool | None = None) -> str:
     """Where the workers train, in words: round robin over the GPUs (each
     worker sees one, as its cuda:0), several to a GPU when there are more
-    workers than GPUs; CPU workers share the cores."""
+    workers than GPUs, and then whether CUDA MPS lets their kernels overlap
+    (`mps`, default: `mps_status()`); CPU workers share the cores."""
     if gpus == 0:
         return f"on the CPU, {cpu_threads(n)} thread(s) each"
     per = {g: [i + 1 for i in range(n) if i % gpus == g] for g in range(gpus)}
-    return "; ".join(f"worker(s) {', '.join(map(str, w))} on GPU {g}" for g, w in per.items() if w)
+    text = "; ".join(f"worker(s) {', '.join(map(str, w))} on GPU {g}" for g, w in per.items() if w)
+    if n > gpus:
+        if mps is None:
+            mps = mps_status()["running"]
+        text += ("; workers sharing a GPU run their kernels concurrently (CUDA MPS is running)" if mps else
+                 "; workers sharing a GPU take turns on it (no CUDA MPS running: `nvidia-cuda-mps-control -d`, "
+                 "started by whoever administers the GPU, lets their kernels overlap)")
+    return text
 
 
 def run_workers(opts: RunOptions, n: int, poll_seconds: float = 2.0) -> int:
