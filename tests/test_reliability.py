@@ -192,3 +192,32 @@ def test_gc_keeps_the_top_k_and_promoted_checkpoints(workdir, cli):
     assert has_checkpoint(ranked[0]) and has_checkpoint(promoted) and not has_checkpoint(ranked[1])
     again = cli("gc", "--study", "disk", "--keep", 1).output
     assert "deleted the checkpoints of 0 trial(s)" in again
+
+
+POP_QUEUED = """
+import sys, warnings, optuna
+warnings.filterwarnings("ignore")
+from hpsearch.search.study.storage import open_storage
+study = optuna.load_study(study_name="q", storage=open_storage(sys.argv[1]))
+dist = {"x": optuna.distributions.FloatDistribution(0, 1000)}
+for i in range(int(sys.argv[2])):
+    study.enqueue_trial({"x": float(i)})
+    study.tell(study.ask(dist), 1.0)  # raises if another process ran (and told) this trial too
+"""
+
+
+def test_a_queued_trial_goes_to_one_worker_only_on_sqlite(tmp_path):
+    # Optuna pops a queued trial with SELECT ... FOR UPDATE, which SQLite
+    # ignores; without open_storage's BEGIN IMMEDIATE, 3 processes doing this
+    # 150 times each ran some trial twice in every try (seen: 4-6 errors).
+    url = f"sqlite:///{tmp_path}/q.db"
+    optuna.create_study(study_name="q", storage=url)
+    procs = [subprocess.Popen([sys.executable, "-c", POP_QUEUED, url, "150"], env=env(), stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [e.strip().splitlines()[-1:] for e in errors]
+    trials = optuna.load_study(study_name="q", storage=url).get_trials()
+    # each tell completed a trial of its own; a queued trial another process
+    # took first leaves its enqueuer a fresh one, and some queued stay WAITING
+    states = [t.state.name for t in trials]
+    assert states.count("COMPLETE") == 450 and set(states) <= {"COMPLETE", "WAITING"}

@@ -60,7 +60,7 @@ def open_storage(url: str | None, create: bool = True):
     hb = heartbeat_seconds()
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        return RDBStorage(
+        storage = RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=hb,
@@ -70,3 +70,30 @@ def open_storage(url: str | None, create: bool = True):
     except Exception as e:  # SQLAlchemy raises ArgumentError/OperationalError, drivers their own
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"Optuna storage {url} cannot be opened: {detail}") from None
+    if url.startswith("sqlite"):
+        serialize_sqlite_transactions(storage.engine)
+    return storage
+
+
+def serialize_sqlite_transactions(engine) -> None:
+    """Every transaction on a SQLite storage takes the database's write lock
+    when it begins (BEGIN IMMEDIATE). Optuna hands a queued trial to one
+    worker by reading its state and setting it to RUNNING in one transaction
+    `SELECT ... FOR UPDATE`, which SQLite ignores: under pysqlite's deferred
+    transactions two processes both read WAITING and both run the trial (seen:
+    2 processes each enqueueing and asking 150 trials, 1 trial run twice; a
+    worker then died on "Cannot tell a COMPLETE trial"). This is SQLAlchemy's
+    recipe for pysqlite (its SQLite dialect docs, "Serializable isolation");
+    the connections made while Optuna set the storage up are dropped so that
+    every later one gets it."""
+    import sqlalchemy
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, connection_record):
+        dbapi_connection.isolation_level = None  # pysqlite emits no BEGIN of its own
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
