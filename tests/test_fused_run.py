@@ -166,7 +166,7 @@ def test_fuse_auto_follows_the_fused_figures_measured_on_this_device(workdir, cl
     storage = f"sqlite:///{workdir}/mlruns/optuna.db"
     assert [t.user_attrs["fused_with"] for t in by_cell(storage, "auto2").values()] == [[0, 1], [0, 1]]
     fused_figures(cpu, [(1, 1000.0), (2, 1100.0)])  # within the bench's noise: not worth fusing
-    assert resolve_fuse("auto", _resolved(workdir))[0] == 1
+    assert resolve_fuse("auto", _resolved(workdir)).size == 1
 
 
 def _resolved(workdir):

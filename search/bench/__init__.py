@@ -56,8 +56,6 @@ def attempt(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"error": f"{type(e).__name__}: {text[0] if text else ''}"[:500]}
 
 
-_attempt = attempt
-
 @dataclass(frozen=True)
 class BenchOptions:
     model: str | None = None
@@ -93,11 +91,11 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     save()
     if "data" in opts.parts:
         say(f"data path: {sizes.rounds} round(s) of {sizes.data_images:,} images a side ...")
-        result["data_path"] = _attempt(lambda: bench_data(device, batch_size, sizes, cores))
+        result["data_path"] = attempt(lambda: bench_data(device, batch_size, sizes, cores))
         save()
     from hpsearch.search.train import figures as figs
 
-    dkey = f"{device.type}: {result['device_name']}"
+    dkey = figs.device_key(device)
     # This run's figures join the file's in memory; a --quick run's sizes are
     # too small to mean anything, so only a full run writes them back.
     known = figs.load()

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hpsearch.search.bench.environment import Sizes
+from hpsearch.search.bench.environment import Sizes, sync
 from hpsearch.search.gpus import mps_status
 
 READY_TIMEOUT_S = 300.0  # a worker's start-up and warm-up (CUDA context, first steps)
@@ -30,22 +30,17 @@ READY_TIMEOUT_S = 300.0  # a worker's start-up and warm-up (CUDA context, first 
 def _worker(spec_path: str) -> None:
     import torch
 
-    from hpsearch.search.bench.train_step import _step_inputs
+    from hpsearch.search.bench.train_step import _ours, _step_inputs
     from hpsearch.search.train.config import TrainConfig
-    from hpsearch.search.train.loop import setup
 
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     config = TrainConfig(model=spec["model"], batch_size=spec["batch_size"], device=device.type, seed=spec["index"])
-    run = setup(config, device)
-    run.model.train()
-    xs, ys = _step_inputs(device, config.batch_size)
-    xs = [x.contiguous(memory_format=run.path.memory_format) for x in xs]
+    step = _ours(config, device, *_step_inputs(device, config.batch_size))  # train()'s step, as the bench times it
     for i in range(spec["warmup"]):
-        run.step(xs[i % len(xs)], ys[i % len(ys)])
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
+        step(i)
+    sync(device)
     folder = Path(spec["folder"])
     (folder / f"ready-{spec['index']}").touch()
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -55,14 +50,14 @@ def _worker(spec_path: str) -> None:
         time.sleep(0.005)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < spec["seconds"]:
-        run.step(xs[steps % len(xs)], ys[steps % len(ys)])
+        step(steps)
         steps += 1
         if device.type == "cuda" and steps % 8 == 0:
-            sync()  # keep the queue short so the window's end is measured, not enqueued
-    sync()
+            sync(device)  # keep the queue short so the window's end is measured, not enqueued
+    sync(device)
     seconds = time.perf_counter() - start
     result = {"steps": steps, "seconds": seconds, "images_per_s": steps * config.batch_size / seconds,
-              "threads": spec["threads"], "path": run.path.describe()}
+              "threads": spec["threads"], "path": step.run.path.describe()}
     (folder / f"result-{spec['index']}.json").write_text(json.dumps(result))
 
 

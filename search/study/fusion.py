@@ -26,9 +26,9 @@ other's.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import random
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -38,9 +38,10 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.search.errors import UserError
 from hpsearch.search.keys import TrialAttr
 from hpsearch.search.study.objective import GridDuplicate, Objective, PreparedTrial, TrialFailed
+from hpsearch.search.study.prefix import grid_cells
 from hpsearch.search.study.spec import cell_key
 from hpsearch.search.train.config import ConfigError, TrainConfig
-from hpsearch.search.train.fused import check_fusable
+from hpsearch.search.train.fused import SHARED_KEYS, check_fusable
 from hpsearch.search.train.loop import TrainResult
 
 
@@ -51,17 +52,29 @@ def fuse_key(config: TrainConfig) -> str | None:
         check_fusable([config])
     except ConfigError:
         return None
-    from hpsearch.search.train.fused import SHARED_KEYS
-
     shared = {k: getattr(config, k) for k in SHARED_KEYS}
     return repr((sorted(vars(config.model_config()).items()), sorted(shared.items()),
                  config.optimizer == "lookahead"))
 
 
-def resolve_fuse(value: str | int, resolved) -> tuple[int, str]:
-    """(trials per fused model, why) for `--fuse`: a number as given, or
-    `auto`: what `hpsearch bench` measured fastest on this device for the
-    study's model and batch sizes, else 1."""
+@dataclass(frozen=True)
+class Fusion:
+    """How many trials one process trains as one fused model, and why."""
+
+    size: int
+    why: str
+    picks_cells: bool  # on a grid, this process picks the cells and enqueues them (`pick_cells`)
+
+
+def resolve_fuse(value: str | int, resolved) -> Fusion:
+    """`--fuse`: a number as given, or `auto`: what `hpsearch bench`
+    measured fastest on this device for the study's model and batch sizes,
+    else 1."""
+    size, why = _fuse_size(value, resolved)
+    return Fusion(size, why, size > 1 and resolved.spec.sampler == "grid")
+
+
+def _fuse_size(value: str | int, resolved) -> tuple[int, str]:
     spec = resolved.spec
     if value != "auto":
         n = int(value)
@@ -95,17 +108,14 @@ def measured_fuse(device, model: str, batch_sizes: list[int]) -> tuple[int, str]
     the study's median one; 1 where no fused model beat one trial alone by
     FUSE_MARGIN, or nothing was measured (on 2 CPU cores fusion measured
     0.86-1.1x: the convolutions are compute-bound there)."""
-    import math
-
     from hpsearch.search.train import figures as figs
 
     name = figs.device_key(device)
     rows = [v for k, v in figs.load()["devices"].get(name, {}).get("fused", {}).items()
             if k.startswith(f"{model}@") and v.get("members")]
-    if not rows:
+    row = figs.nearest(rows, batch_sizes)
+    if row is None:
         return 1, f"fuse auto: 1 (nothing measured for {model} on {name}: hpsearch bench --only fused)"
-    middle = sorted(batch_sizes)[len(batch_sizes) // 2]
-    row = min(rows, key=lambda v: abs(math.log2(v["batch_size"]) - math.log2(middle)))
     best = max(row["members"], key=lambda m: m["fused_images_per_s"])
     gain = best.get("vs_one_trial_alone") or 0.0
     where = f"{model} at batch {row['batch_size']} on {name}"
@@ -124,9 +134,17 @@ def parse_fuse(text: str) -> str | int:
         raise UserError(f"--fuse {text!r}: allowed: a whole number >= 1, or auto") from None
 
 
-def pick_cells(resolved, trials: list[FrozenTrial], size: int, rng: random.Random) -> list[dict[str, Any]]:
-    """Up to `size` grid cells nobody has touched or queued that train as one
-    fused model: a random untouched cell and others of its key."""
+def fusable_cells(resolved) -> list[tuple[dict[str, Any], str | None]]:
+    """Every grid cell with its `fuse_key` (None for an invalid cell: it
+    fails alone, as a trial, with its reason)."""
+    return [(params, None if config is None else fuse_key(config)) for params, config in grid_cells(resolved)]
+
+
+def pick_cells(cells: list[tuple[dict[str, Any], str | None]], trials: list[FrozenTrial], size: int,
+               rng: random.Random) -> list[dict[str, Any]]:
+    """Up to `size` of `cells` (`fusable_cells`) that nobody has touched or
+    queued and that train as one fused model: a random free cell and others
+    of its key."""
     taken = set()
     for t in trials:
         if t.user_attrs.get(TrialAttr.DUPLICATE):
@@ -135,32 +153,22 @@ def pick_cells(resolved, trials: list[FrozenTrial], size: int, rng: random.Rando
             taken.add(cell_key(t.params))
         elif t.state == TrialState.WAITING and "fixed_params" in t.system_attrs:
             taken.add(cell_key(t.system_attrs["fixed_params"]))
-    space = resolved.spec.search_space()
-    free = [dict(zip(space, combo)) for combo in itertools.product(*space.values())]
-    free = [p for p in free if cell_key(p) not in taken]
+    free = [(p, key) for p, key in cells if cell_key(p) not in taken]
     if not free:
         return []
     rng.shuffle(free)
-    first = free[0]
-    key = _cell_fuse_key(resolved, first)
+    first, key = free[0]
     if key is None:
         return [first]
-    return [p for p in free if _cell_fuse_key(resolved, p) == key][:size]
-
-
-def _cell_fuse_key(resolved, params: dict) -> str | None:
-    try:
-        return fuse_key(resolved.config(params))
-    except ConfigError:
-        return None  # an invalid cell: it fails alone, as a trial, with its reason
+    return [p for p, k in free if k == key][:size]
 
 
 class FusedRounds:
     """Asks, trains and tells the trials of one process, B at a time."""
 
-    def __init__(self, study: optuna.Study, objective: Objective, fuse: int, picks_cells: bool,
-                 rng: random.Random | None = None):
-        self.study, self.objective, self.fuse, self.picks_cells = study, objective, fuse, picks_cells
+    def __init__(self, study: optuna.Study, objective: Objective, fusion: Fusion, rng: random.Random | None = None):
+        self.study, self.objective, self.fuse = study, objective, fusion.size
+        self.cells = fusable_cells(objective.opened.resolved) if fusion.picks_cells else None
         self.rng = rng or random.Random()
 
     def run(self, limit: int) -> list[FrozenTrial]:
@@ -170,11 +178,11 @@ class FusedRounds:
         n = min(self.fuse, limit)
         trials = study.get_trials(deepcopy=False)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
-        if self.picks_cells:
+        if self.cells is not None:
             if waiting:
                 n = min(n, waiting)  # queued work (retries, cells) first
             else:
-                cells = pick_cells(self.objective.opened.resolved, trials, n, self.rng)
+                cells = pick_cells(self.cells, trials, n, self.rng)
                 for params in cells:
                     study.enqueue_trial(params)
                 n = len(cells)
@@ -205,9 +213,7 @@ class FusedRounds:
             for trial in asked:
                 try:
                     ready.append(objective.guarded(trial, lambda trial=trial: objective.prepare(trial)))
-                except BaseException as e:
-                    if not isinstance(e, Exception):
-                        raise
+                except Exception as e:  # pruned over budget, invalid, a duplicate cell, a store's error
                     self._tell(trial, e, told)
             groups: dict[str, list[PreparedTrial]] = {}
             alone = []

@@ -317,7 +317,7 @@ class Objective:
             self.interrupted(p)
             raise
         except Exception as e:
-            self.errored(p, e)
+            raise self.errored(p, e) from e
         return result
 
     def train_group(self, members: list[PreparedTrial]) -> list[TrainResult | TrialFailed]:
@@ -340,8 +340,8 @@ class Objective:
         try:
             try:
                 with self.stopwatch.section("train_outside_epochs"):
-                    results: list = train_fused([p.config for p in members], self.data, [p.callbacks for p in members],
-                                                select=self.opened.resolved.spec.metric, grouped=grouped)
+                    results = train_fused([p.config for p in members], self.data, [p.callbacks for p in members],
+                                          select=self.opened.resolved.spec.metric, grouped=grouped)
             finally:
                 write_errors = [p.epoch_checkpoint.close() for p in members]
         except (KeyboardInterrupt, SystemExit):
@@ -349,19 +349,9 @@ class Objective:
                 self.interrupted(p)
             raise
         except Exception as e:
-            results = [e] * len(members)
-            write_errors = [None] * len(members)
-        out: list[TrainResult | TrialFailed] = []
-        for p, result, write_error in zip(members, results, write_errors):
-            error = write_error if write_error is not None else result if isinstance(result, Exception) else None
-            if error is None:
-                out.append(result)
-                continue
-            try:
-                self.errored(p, error)
-            except TrialFailed as failed:
-                out.append(failed)
-        return out
+            return [self.errored(p, e) for p in members]
+        return [result if error is None else self.errored(p, error)
+                for p, result, error in zip(members, results, write_errors)]
 
     def interrupted(self, p: PreparedTrial) -> None:
         """Record an interrupt in both stores and queue the trial again with
@@ -372,14 +362,16 @@ class Objective:
         retry_callback()(p.trial.study, frozen)
         p.trial.set_user_attr(TrialAttr.FAIL_REASON, "interrupted")
 
-    def errored(self, p: PreparedTrial, e: BaseException, tb: str | None = None):
-        """Record a failure during training in both stores; raises TrialFailed."""
+    def errored(self, p: PreparedTrial, e: BaseException) -> TrialFailed:
+        """Record a failure during training in both stores; the TrialFailed to raise."""
         reason = f"{type(e).__name__}: {e}".splitlines()[0]
         p.trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
         p.trial.set_user_attr(TrialAttr.FAIL_KIND, "error")
-        p.tracker.set_tags(p.run_id, {Tag.TRACEBACK: (tb or "".join(traceback.format_exception(e)))[-4000:]})
+        p.tracker.set_tags(p.run_id, {Tag.TRACEBACK: "".join(traceback.format_exception(e))[-4000:]})
         p.tracker.finish(p.run_id, "FAIL", reason)
-        raise TrialFailed(reason) from e
+        failed = TrialFailed(reason)
+        failed.__cause__ = e
+        return failed
 
     def finish(self, p: PreparedTrial, result: TrainResult) -> float:
         """Record a trained trial's outcome in both stores: its value, or

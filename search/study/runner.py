@@ -75,8 +75,8 @@ def prepare(opts: RunOptions):
     resolve_device(resolved.fixed.get("device", TrainConfig().device))  # no GPU: one line, nothing written
     check_study_name(opts.study_name or spec.name)
     check_checkpoint_root()
-    resolve_fuse(opts.fuse, resolved)  # a bad --fuse: one line, nothing written
-    return spec, resolved
+    fusion = resolve_fuse(opts.fuse, resolved)  # a bad --fuse: one line, nothing written
+    return spec, resolved, fusion
 
 
 def work_left(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
@@ -124,20 +124,19 @@ def counts(study: optuna.Study) -> dict[str, int]:
 
 def prepare_stores(opts: RunOptions):
     """Validate the study file, the options and the data, then open (or
-    create) the study in both stores: (opened study, spec, data)."""
-    spec, resolved = prepare(opts)
+    create) the study in both stores: (opened study, spec, data, fusion)."""
+    spec, resolved, fusion = prepare(opts)
     data = resolved.data_config().load(opts.data_dir)
     probe_storage(opts.storage)
     tracker = Tracker(opts.tracking_uri)
-    fuse, _ = resolve_fuse(opts.fuse, resolved)
     opened = open_study(resolved, opts.study_name or spec.name, opts.storage, tracker,
-                        picks_cells=fuse > 1 and spec.sampler == "grid")
+                        picks_cells=fusion.picks_cells)
     if data.name == "cifar10":  # `promote` reads the test split from the same folder
         from hpsearch.data import default_data_dir
 
         folder = Path(opts.data_dir).expanduser() if opts.data_dir else default_data_dir()
         opened.study.set_user_attr(StudyAttr.DATA_DIR, str(folder.resolve()))
-    return opened, spec, data
+    return opened, spec, data, fusion
 
 
 def recover(study: optuna.Study, reporter: Reporter) -> None:
@@ -151,7 +150,7 @@ def recover(study: optuna.Study, reporter: Reporter) -> None:
 
 
 def run_study(opts: RunOptions) -> OpenStudy:
-    opened, spec, data = prepare_stores(opts)
+    opened, spec, data, fusion = prepare_stores(opts)
     study, name = opened.study, opened.name
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print one line per trial ourselves
     reporter = Reporter(quiet=opts.quiet)
@@ -167,11 +166,11 @@ def run_study(opts: RunOptions) -> OpenStudy:
         return opened
 
     planned = max(1, left if opts.n_trials is None else min(left, opts.n_trials))
-    fuse, fuse_why = resolve_fuse(opts.fuse, opened.resolved)
+    fuse = fusion.size
     reporter.info(
         f"study {name}: {spec.sampler} sampler, {spec.pruner} pruner, {spec.size_text()}; "
         f"{left} left, running {planned} here"
-        + (f", up to {fuse} at a time as one fused model ({fuse_why})" if fuse > 1 else "")
+        + (f", up to {fuse} at a time as one fused model ({fusion.why})" if fuse > 1 else "")
         + f"; storage {resolve_storage_url(opts.storage)}, tracking {opened.tracker.uri}"
     )
     progress = StudyProgress(reporter, name, planned, spec.direction)
@@ -180,11 +179,10 @@ def run_study(opts: RunOptions) -> OpenStudy:
     except ValueError:
         pass  # no completed trial yet: nothing to show as best
     prefixes = SharedPrefixes(opened) if spec.share_prefix else None
-    picks_cells = fuse > 1 and spec.sampler == "grid"
     objective = Objective(opened, data, progress=progress, cells=spec.grid_size(),
-                          stopwatch=opts.stopwatch, prefixes=prefixes, picks_cells=picks_cells)
+                          stopwatch=opts.stopwatch, prefixes=prefixes, picks_cells=fusion.picks_cells)
     rng = random.Random()  # which ready cell this process takes: workers spread over the cells
-    rounds = FusedRounds(study, objective, fuse, picks_cells, rng) if fuse > 1 else None
+    rounds = FusedRounds(study, objective, fusion, rng) if fuse > 1 else None
     ran, last_wait = 0, None
     with sigterm_as_interrupt():
         try:

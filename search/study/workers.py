@@ -70,7 +70,7 @@ def placement(n: int, gpus: int, mps: bool | None = None) -> str:
 
 
 def run_workers(opts: RunOptions, n: int, poll_seconds: float = 2.0) -> int:
-    opened, spec, _ = prepare_stores(opts)
+    opened, spec, _, _ = prepare_stores(opts)
     study = opened.study
     reporter = Reporter(quiet=opts.quiet)
     if opts.retry_failed:

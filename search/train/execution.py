@@ -132,9 +132,9 @@ def break_even_images(compile_seconds: float, eager_rate: float, compiled_rate: 
     return compile_seconds / gain if gain > 0 else None
 
 
-def repaid(compile_seconds: float, eager_rate: float, compiled_rate: float, images: int | None) -> bool:
-    be = break_even_images(compile_seconds, eager_rate, compiled_rate)
-    return be is not None and images is not None and images > 2 * be
+def repaid(break_even: float | None, images: int | None) -> bool:
+    """A compiled run is chosen only if it repays its compilation twice over."""
+    return break_even is not None and images is not None and images > 2 * break_even
 
 
 def choose_path(config, device: torch.device, images_to_train: int | None = None,
@@ -196,7 +196,7 @@ def _measured(config, device, images, figures, dkey, steps, explicit) -> Executi
             if best_eager is None:
                 continue
             be = break_even_images(v.get("compile_seconds") or 0.0, best_eager["images_per_s"], v["images_per_s"])
-            if repaid(v.get("compile_seconds") or 0.0, best_eager["images_per_s"], v["images_per_s"], images):
+            if repaid(be, images):
                 kept.append(v)
             elif be is not None:
                 notes.append(f"{variant_key(v)} not repaid: break-even {be:,.0f} images x 2 "

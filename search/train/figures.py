@@ -100,6 +100,16 @@ def record(device: str, section: str, name: str, value: dict[str, Any]) -> None:
     save(figures)
 
 
+def nearest(rows: list[dict[str, Any]], batch_sizes: list[int]) -> dict[str, Any] | None:
+    """The row measured at the batch size nearest (on a log scale) the
+    median of `batch_sizes` (64 if none); the first of equally near rows;
+    None without rows."""
+    if not rows:
+        return None
+    target = sorted(batch_sizes)[len(batch_sizes) // 2] if batch_sizes else 64
+    return min(rows, key=lambda v: abs(math.log2(v["batch_size"]) - math.log2(target)))
+
+
 # -- speeds, as `hpsearch studies` reads them ---------------------------------
 def record_speed(device: str, model: str, batch_size: int, images_per_s: float) -> None:
     """Kept by `hpsearch bench` (its training-step part, augmentation included)."""
@@ -115,17 +125,12 @@ def measured_speed(model: str, batch_sizes: list[int], device: str | None = None
     for name, figs in load()["devices"].items():
         if device is None or name == device:
             rows += [{**v, "device": name} for v in figs.get("speeds", {}).values() if v.get("model") == model]
-    if not rows:
-        return None
-    middle = sorted(batch_sizes)[len(batch_sizes) // 2] if batch_sizes else 64
-    return min(rows, key=lambda v: abs(math.log2(v["batch_size"]) - math.log2(middle)))
+    return nearest(rows, batch_sizes)
 
 
 def nearest_steps(figures: dict[str, Any], device: str, model: str, batch_size: int) -> dict[str, Any] | None:
     """The step figures of `model` on `device` at `batch_size`, else at the
-    nearest measured batch size (on a log scale), or None."""
+    nearest measured batch size (on a log scale; the smaller of two as near), or None."""
     steps = figures.get("devices", {}).get(device, {}).get("steps", {})
     rows = [v for v in steps.values() if v.get("model") == model and v.get("variants")]
-    if not rows:
-        return None
-    return min(rows, key=lambda v: (abs(math.log2(v["batch_size"]) - math.log2(batch_size)), v["batch_size"]))
+    return nearest(sorted(rows, key=lambda v: v["batch_size"]), [batch_size])
